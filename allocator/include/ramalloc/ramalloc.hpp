@@ -1,0 +1,146 @@
+// ramalloc C++ API.
+//
+// The allocator's whole interface is five operations: acquire, discard, reclaim(budget),
+// flush and query. Every operation is bounded in time except flush. Blocks may be
+// discarded from any thread; work caused by frees from other threads is queued as debt
+// on the owning heap and paid by its owner in reclaim steps (or, a small fixed slice at
+// a time, on the acquire slow path).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "ramalloc/ramalloc.h"
+
+namespace ramalloc {
+
+namespace detail {
+struct heap_state;
+struct heap_access;
+} // namespace detail
+
+class heap;
+
+/// What `query` reports about a pointer that falls inside one of ramalloc's blocks.
+struct block_info {
+  enum class block_kind : std::uint8_t { small, medium, large, huge };
+  void *start = nullptr;         ///< start of the block containing the pointer
+  std::size_t usable_size = 0;   ///< bytes usable from `start`
+  bool is_start = false;         ///< the pointer is exactly `start`
+  const void *owner = nullptr;   ///< the owning heap's identity (compare with heap::id())
+  block_kind kind = block_kind::small;
+};
+
+/// Allocator statistics; see docs/tuning.md for the meaning of each field.
+using stats = ram_stats;
+
+/// Tunables. Read from the environment at first use (RAMALLOC_*), changeable through
+/// `set_options` at any time; new values apply from the next reclaim step.
+struct options {
+  std::uint64_t purge_delay_ms = 250;      ///< RAMALLOC_PURGE_DELAY_MS: idle time before purge
+  std::uint64_t purge_budget = 4u << 20;   ///< RAMALLOC_PURGE_BUDGET: max bytes purged per step
+  std::uint64_t reserve = 0;               ///< RAMALLOC_RESERVE: bytes kept pre-faulted per heap
+  std::uint32_t page_cache = 4;            ///< RAMALLOC_PAGE_CACHE: empty pages kept per heap
+  std::uint32_t debt_slice = 2;            ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
+  bool verbose = false;                    ///< RAMALLOC_VERBOSE: report OS failures
+  enum class on_invalid_mode : std::uint8_t { abort, warn, ignore };
+  /// RAMALLOC_ON_INVALID: what a bad free does after it is reported. Default: abort in
+  /// debug builds (NDEBUG unset), warn in release builds.
+  on_invalid_mode on_invalid =
+#ifdef NDEBUG
+      on_invalid_mode::warn;
+#else
+      on_invalid_mode::abort;
+#endif
+};
+
+/// Current options. Thread-safe.
+options get_options() noexcept;
+/// Replaces all options. Thread-safe; takes effect from the next slow path or reclaim.
+void set_options(const options &opts) noexcept;
+/// Sets one option by its environment-variable name; returns false (and reports a
+/// message naming the variable through the error callback) when the name or value is bad.
+bool set_option(const char *name, const char *value) noexcept;
+
+/// A heap: the unit of ownership. Pages belong to a heap; the thread that has a heap
+/// *current* (see heap_scope) owns it and allocates from it without atomics. A heap must
+/// be current on at most one thread at a time.
+class heap {
+public:
+  /// A heap that takes memory from the operating system.
+  heap();
+  /// A heap that allocates only from `buffer` (at least 256 KiB); exhaustion returns
+  /// nullptr. The buffer must outlive every block allocated from it. Throws
+  /// std::invalid_argument (with the reason) when the buffer cannot be used.
+  heap(void *buffer, std::size_t size);
+  /// Pays the heap's debt and returns its free memory. Blocks still live stay valid and
+  /// may be discarded later from any thread: the heap is then orphaned and drained by
+  /// other threads' reclaim steps.
+  ~heap();
+  heap(const heap &) = delete;
+  heap &operator=(const heap &) = delete;
+
+  /// Allocates from this heap (the caller must be its owner). O(1).
+  void *acquire(std::size_t size) noexcept;
+  void *acquire(std::size_t size, std::size_t align) noexcept;
+  /// Pays at most `budget` units of this heap's debt; returns units still pending.
+  std::size_t reclaim(std::size_t budget) noexcept;
+  /// Pays all debt and returns all free memory the policy allows. Unbounded.
+  void flush() noexcept;
+  /// This heap's statistics. Safe from any thread (values are relaxed snapshots).
+  stats get_stats() const noexcept;
+  /// Identity compared against block_info::owner.
+  const void *id() const noexcept;
+
+private:
+  friend struct detail::heap_access;
+  struct borrowed_tag {};
+  heap(borrowed_tag, detail::heap_state *state) noexcept;
+  detail::heap_state *state_;
+  bool owned_;
+};
+
+/// RAII: makes `h` the calling thread's current heap for the scope's lifetime, then
+/// restores the previous one. O(1).
+class heap_scope {
+public:
+  explicit heap_scope(heap &h) noexcept;
+  ~heap_scope();
+  heap_scope(const heap_scope &) = delete;
+  heap_scope &operator=(const heap_scope &) = delete;
+
+private:
+  detail::heap_state *previous_;
+};
+
+/// The calling thread's current heap (its own heap unless a heap_scope is active).
+heap &current_heap() noexcept;
+
+/// Allocates `size` bytes from the current heap, aligned to the largest power of two
+/// <= min(size, 16) (so 4-byte objects pack 4 bytes apart). nullptr on failure. O(1).
+void *acquire(std::size_t size) noexcept;
+/// Allocates `size` bytes aligned to `align` (a power of two; otherwise nullptr, EINVAL).
+void *acquire(std::size_t size, std::size_t align) noexcept;
+/// Frees a block; any thread may free any block. nullptr is ignored. O(1).
+void discard(void *p) noexcept;
+/// Pays at most `budget` units of the current heap's debt (then of orphaned heaps);
+/// returns units still pending. O(budget).
+std::size_t reclaim(std::size_t budget) noexcept;
+/// Pays all of the current heap's debt and returns its free memory. Unbounded.
+void flush() noexcept;
+/// Tells whether `p` is inside a ramalloc block. Safe for any value. O(1).
+std::optional<block_info> query(const void *p) noexcept;
+/// Process-wide statistics.
+stats get_stats() noexcept;
+
+/// Debug builds count loop iterations inside acquire and discard (to show they are
+/// bounded). In release builds both values stay 0.
+struct step_counts {
+  std::uint64_t max_acquire_steps = 0;
+  std::uint64_t max_discard_steps = 0;
+};
+step_counts max_steps() noexcept;
+void reset_max_steps() noexcept;
+
+} // namespace ramalloc

@@ -1,0 +1,132 @@
+// The C API (ramalloc.h): the native operations and the malloc family with C's rules.
+#include <cstring>
+
+#include "api/dispatch.hpp"
+#include "global/heaps.hpp"
+
+namespace ramalloc::detail {
+bool apply_option(const char *name, const char *value) noexcept;
+void set_error_handler(ram_error_fn fn, void *context) noexcept;
+} // namespace ramalloc::detail
+
+using namespace ramalloc;
+using namespace ramalloc::detail;
+
+namespace {
+
+void *malloc_impl(std::size_t size) noexcept {
+  steps_begin();
+  heap_state *h = current_state();
+  void *p = h != nullptr ? alloc_malloc(h, size) : (errno = ENOMEM, nullptr);
+  steps_end_acquire();
+  return p;
+}
+
+void *aligned_impl(std::size_t align, std::size_t size) noexcept {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  heap_state *h = current_state();
+  if (h == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return alloc_aligned(h, size, align < 16 ? 16 : align);
+}
+
+} // namespace
+
+extern "C" {
+
+void *ram_acquire(size_t size) { return ramalloc::acquire(size); }
+void *ram_acquire_aligned(size_t size, size_t align) { return ramalloc::acquire(size, align); }
+void ram_discard(void *p) { ramalloc::discard(p); }
+size_t ram_reclaim(size_t budget) { return ramalloc::reclaim(budget); }
+void ram_flush(void) { ramalloc::flush(); }
+
+int ram_query(const void *p, ram_block_info *info) {
+  const auto q = ramalloc::query(p);
+  if (!q) return 0;
+  if (info != nullptr) {
+    info->start = q->start;
+    info->usable_size = q->usable_size;
+    info->is_start = q->is_start ? 1 : 0;
+    info->owner = const_cast<void *>(q->owner);
+    info->kind = static_cast<int>(q->kind);
+  }
+  return 1;
+}
+
+void *ram_malloc(size_t size) { return malloc_impl(size); }
+
+void *ram_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void *p = malloc_impl(total);
+  if (p == nullptr) return nullptr;
+  // Fresh huge mappings are zero already; everything else may hold old data.
+  const auto q = ramalloc::query(p);
+  if (q->kind != block_info::block_kind::huge) std::memset(p, 0, total);
+  return p;
+}
+
+void *ram_realloc(void *p, size_t size) {
+  if (p == nullptr) return malloc_impl(size);
+  if (size == 0) { // documented: frees p, returns a fresh minimum-size block
+    ram_free(p);
+    return malloc_impl(0);
+  }
+  if (size > max_request) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const auto q = ramalloc::query(p);
+  if (!q || !q->is_start) {
+    free_and_report(p); // reports the bad pointer (and frees nothing)
+    errno = EINVAL;
+    return nullptr;
+  }
+  // Shrinking by less than half keeps the block: no copy, and the waste stays bounded.
+  if (size <= q->usable_size && size >= q->usable_size / 2) return p;
+  void *fresh = malloc_impl(size);
+  if (fresh == nullptr) return nullptr; // p stays valid
+  std::memcpy(fresh, p, size < q->usable_size ? size : q->usable_size);
+  ram_free(p);
+  return fresh;
+}
+
+void ram_free(void *p) {
+  if (p != nullptr) free_and_report(p);
+}
+
+void *ram_aligned_alloc(size_t align, size_t size) { return aligned_impl(align, size); }
+
+size_t ram_usable_size(const void *p) {
+  if (p == nullptr) return 0;
+  const auto q = ramalloc::query(p);
+  return q && q->is_start ? q->usable_size : 0;
+}
+
+void ram_get_stats(ram_stats *out) {
+  if (out != nullptr) global_stats(out);
+}
+
+void ram_get_heap_stats(ram_stats *out) {
+  if (out == nullptr) return;
+  *out = ram_stats{};
+  if (heap_state *h = current_state()) heap_stats(h, out);
+}
+
+int ram_set_option(const char *name, const char *value) {
+  if (ramalloc::set_option(name, value)) return 0;
+  errno = EINVAL;
+  return -1;
+}
+
+void ram_set_error_handler(ram_error_fn fn, void *context) { set_error_handler(fn, context); }
+
+} // extern "C"

@@ -1,0 +1,204 @@
+// The C++ API (ramalloc.hpp) over the core.
+#include <stdexcept>
+
+#include "api/dispatch.hpp"
+#include "global/heaps.hpp"
+
+namespace ramalloc {
+
+using namespace detail;
+
+namespace detail {
+bool apply_option(const char *name, const char *value) noexcept;
+void set_error_handler(ram_error_fn fn, void *context) noexcept;
+#if defined(RAMALLOC_DEBUG)
+void read_max_steps(std::uint64_t &a, std::uint64_t &d) noexcept;
+void clear_max_steps() noexcept;
+#endif
+} // namespace detail
+
+// --- the five operations ------------------------------------------------------------------
+
+void *acquire(std::size_t size) noexcept {
+  steps_begin();
+  heap_state *h = current_state();
+  void *p = h != nullptr ? alloc_native(h, size) : (errno = ENOMEM, nullptr);
+  steps_end_acquire();
+  return p;
+}
+
+void *acquire(std::size_t size, std::size_t align) noexcept {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  steps_begin();
+  heap_state *h = current_state();
+  void *p = h != nullptr ? alloc_aligned(h, size, align) : (errno = ENOMEM, nullptr);
+  steps_end_acquire();
+  return p;
+}
+
+void discard(void *p) noexcept {
+  if (p != nullptr) free_and_report(p);
+}
+
+std::size_t reclaim(std::size_t budget) noexcept {
+  heap_state *h = current_state();
+  if (h == nullptr) return 0;
+  std::size_t spent = 0;
+  std::size_t pending = heap_reclaim(h, budget, &spent);
+  // Budget left over goes to heaps whose threads exited.
+  if (spent < budget) service_orphans(budget - spent);
+  return pending;
+}
+
+void flush() noexcept {
+  heap_state *h = current_state();
+  if (h == nullptr) return;
+  flush_orphans();
+  heap_flush(h);
+}
+
+std::optional<block_info> query(const void *p) noexcept {
+  region *r = region_of(p);
+  if (r == nullptr) return std::nullopt;
+  block_info info;
+  const auto *b = static_cast<const std::byte *>(p);
+  if (r->kind == region_kind::huge) {
+    const void *owner = r->owner.load(std::memory_order_relaxed);
+    if (owner == nullptr || b < r->huge_start || b >= r->huge_start + r->huge_usable) return std::nullopt;
+    info.start = r->huge_start;
+    info.usable_size = r->huge_usable;
+    info.owner = owner;
+    info.kind = block_info::block_kind::huge;
+  } else {
+    const page *pg = span_of(r, p);
+    if (pg == nullptr) return std::nullopt;
+    std::byte *span = r->slice_address(r->index_of(pg));
+    const auto off = static_cast<std::size_t>(b - span);
+    const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+    const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
+    if (cap == 1) {
+      if (off >= bs) return std::nullopt;
+      info.start = span;
+      info.kind = block_info::block_kind::large;
+    } else {
+      const std::uint32_t idx = pg->block_index(off);
+      if (idx >= cap) return std::nullopt; // the unused tail of the page
+      info.start = span + std::size_t{idx} * bs;
+      info.kind = pg->slices.load(std::memory_order_relaxed) == 1 ? block_info::block_kind::small
+                                                                  : block_info::block_kind::medium;
+    }
+    info.usable_size = bs;
+    info.owner = r->owner.load(std::memory_order_relaxed);
+  }
+  info.is_start = info.start == p;
+  return info;
+}
+
+stats get_stats() noexcept {
+  stats s{};
+  global_stats(&s);
+  return s;
+}
+
+// --- options -------------------------------------------------------------------------------
+
+options get_options() noexcept {
+  load_options_once();
+  options o;
+  o.purge_delay_ms = g_options.purge_delay_ms.load(std::memory_order_relaxed);
+  o.purge_budget = g_options.purge_budget.load(std::memory_order_relaxed);
+  o.reserve = g_options.reserve.load(std::memory_order_relaxed);
+  o.page_cache = g_options.page_cache.load(std::memory_order_relaxed);
+  o.debt_slice = g_options.debt_slice.load(std::memory_order_relaxed);
+  o.verbose = g_options.verbose.load(std::memory_order_relaxed);
+  o.on_invalid = static_cast<options::on_invalid_mode>(g_options.on_invalid.load(std::memory_order_relaxed));
+  return o;
+}
+
+void set_options(const options &o) noexcept {
+  load_options_once();
+  g_options.purge_delay_ms.store(o.purge_delay_ms, std::memory_order_relaxed);
+  g_options.purge_budget.store(o.purge_budget < slice_size ? slice_size : o.purge_budget,
+                               std::memory_order_relaxed);
+  g_options.reserve.store(o.reserve, std::memory_order_relaxed);
+  g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
+  g_options.debt_slice.store(o.debt_slice == 0 ? 1 : o.debt_slice, std::memory_order_relaxed);
+  g_options.verbose.store(o.verbose, std::memory_order_relaxed);
+  g_options.on_invalid.store(static_cast<std::uint8_t>(o.on_invalid), std::memory_order_relaxed);
+}
+
+bool set_option(const char *name, const char *value) noexcept {
+  load_options_once();
+  return apply_option(name, value);
+}
+
+// --- heaps -----------------------------------------------------------------------------------
+
+heap::heap() : state_(heap_create()), owned_(true) {
+  if (state_ == nullptr) throw std::bad_alloc();
+}
+
+heap::heap(void *buffer, std::size_t size) : state_(heap_create()), owned_(true) {
+  if (state_ == nullptr) throw std::bad_alloc();
+  if (const char *why = heap_init_static(state_, buffer, size)) {
+    heap_release(state_, false);
+    throw std::invalid_argument(std::string("ramalloc::heap: unusable static buffer: ") + why);
+  }
+}
+
+heap::heap(borrowed_tag, heap_state *state) noexcept : state_(state), owned_(false) {}
+
+heap::~heap() {
+  if (!owned_) return;
+  RAMALLOC_CHECK(t_current != state_, "ramalloc::heap destroyed while a heap_scope still makes it current");
+  heap_release(state_, /*drain=*/true);
+}
+
+void *heap::acquire(std::size_t size) noexcept { return alloc_native(state_, size); }
+
+void *heap::acquire(std::size_t size, std::size_t align) noexcept {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return alloc_aligned(state_, size, align);
+}
+
+std::size_t heap::reclaim(std::size_t budget) noexcept { return heap_reclaim(state_, budget); }
+void heap::flush() noexcept { heap_flush(state_); }
+
+stats heap::get_stats() const noexcept {
+  stats s{};
+  heap_stats(state_, &s);
+  return s;
+}
+
+const void *heap::id() const noexcept { return state_; }
+
+heap_scope::heap_scope(heap &h) noexcept : previous_(t_current) { t_current = heap_access::state(h); }
+heap_scope::~heap_scope() { t_current = previous_; }
+
+heap &current_heap() noexcept {
+  heap_state *h = current_state();
+  RAMALLOC_CHECK(h != nullptr, "out of memory creating the thread's heap");
+  return heap_access::handle(h);
+}
+
+step_counts max_steps() noexcept {
+  step_counts c;
+#if defined(RAMALLOC_DEBUG)
+  read_max_steps(c.max_acquire_steps, c.max_discard_steps);
+#endif
+  return c;
+}
+
+void reset_max_steps() noexcept {
+#if defined(RAMALLOC_DEBUG)
+  clear_max_steps();
+#endif
+}
+
+} // namespace ramalloc

@@ -1,0 +1,54 @@
+// Constants, attributes and assertion levels shared by every layer of the core.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#define RAMALLOC_FAST_PATH inline __attribute__((always_inline))
+#define RAMALLOC_SLOW_PATH __attribute__((noinline, cold))
+#define RAMALLOC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RAMALLOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+namespace ramalloc::detail {
+
+/// Fatal check failure: prints file, line and message with write(2) and aborts.
+[[noreturn]] void check_failed(const char *file, int line, const char *what) noexcept;
+
+} // namespace ramalloc::detail
+
+/// Always on: a violated internal invariant or unusable environment is fatal.
+#define RAMALLOC_CHECK(cond, msg)                                                          \
+  do {                                                                                     \
+    if (RAMALLOC_UNLIKELY(!(cond)))                                                        \
+      ::ramalloc::detail::check_failed(__FILE__, __LINE__, msg);                           \
+  } while (0)
+
+#if defined(RAMALLOC_DEBUG)
+#define RAMALLOC_ASSERT(cond) RAMALLOC_CHECK(cond, "assertion failed: " #cond)
+#define RAMALLOC_ASSERT_EXPENSIVE(cond) RAMALLOC_CHECK(cond, "assertion failed: " #cond)
+#else
+#define RAMALLOC_ASSERT(cond) ((void)0)
+#define RAMALLOC_ASSERT_EXPENSIVE(cond) ((void)0)
+#endif
+
+namespace ramalloc::detail {
+
+inline constexpr unsigned slice_shift = 16; // 64 KiB slices
+inline constexpr std::size_t slice_size = std::size_t{1} << slice_shift;
+inline constexpr unsigned region_shift = 30; // 1 GiB regions / page-map granules
+inline constexpr std::size_t region_size = std::size_t{1} << region_shift;
+inline constexpr std::size_t slices_per_region = region_size / slice_size; // 16384
+inline constexpr unsigned address_bits = 47;
+inline constexpr std::size_t granule_count = std::size_t{1} << (address_bits - region_shift);
+
+inline constexpr std::size_t small_max = 8 * 1024;
+inline constexpr std::size_t medium_max = 256 * 1024;
+inline constexpr std::size_t large_max = 32 * 1024 * 1024;
+inline constexpr std::size_t max_request = std::size_t{PTRDIFF_MAX} - 2 * region_size;
+
+inline constexpr std::size_t os_page_size = 4096;
+
+constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) & ~(a - 1); }
+constexpr bool is_pow2(std::size_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+} // namespace ramalloc::detail

@@ -1,0 +1,51 @@
+// Process-wide settings and reports that every layer may read: the current options
+// (parsed from the environment by global/options.cpp), the error report hook
+// (global/errors.cpp), the clock and the debug step counters.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/defs.hpp"
+#include "ramalloc/ramalloc.h"
+
+namespace ramalloc::detail {
+
+/// Options as the core reads them: plain relaxed atomics, so a setter on one thread and
+/// readers on others never race and no lock is taken.
+struct runtime_options {
+  std::atomic<std::uint64_t> purge_delay_ms{250};
+  std::atomic<std::uint64_t> purge_budget{4u << 20};
+  std::atomic<std::uint64_t> reserve{0};
+  std::atomic<std::uint32_t> page_cache{4};
+  std::atomic<std::uint32_t> debt_slice{2};
+  std::atomic<bool> verbose{false};
+  std::atomic<std::uint8_t> on_invalid{0}; // 0 abort, 1 warn, 2 ignore
+  std::atomic<bool> loaded{false};
+};
+extern runtime_options g_options;
+
+/// Reads RAMALLOC_* from the environment once (idempotent, allocation-free).
+void load_options_once() noexcept;
+
+/// Reports bad input (never returns for on_invalid=abort). Allocation-free.
+void report_error(ram_error kind, const void *p, const char *what) noexcept;
+
+/// Milliseconds on a coarse monotonic clock (cheap: vDSO).
+std::uint64_t now_ms() noexcept;
+
+#if defined(RAMALLOC_DEBUG)
+/// Loop iterations of the acquire or discard in progress on this thread.
+extern thread_local std::uint64_t t_steps;
+inline void count_step() noexcept { ++t_steps; }
+void steps_begin() noexcept;
+void steps_end_acquire() noexcept;
+void steps_end_discard() noexcept;
+#else
+inline void count_step() noexcept {}
+inline void steps_begin() noexcept {}
+inline void steps_end_acquire() noexcept {}
+inline void steps_end_discard() noexcept {}
+#endif
+
+} // namespace ramalloc::detail

@@ -1,0 +1,71 @@
+// Error reports: a callback (default: one line on stderr), then the on_invalid policy.
+// Nothing here allocates: messages are formatted into a stack buffer and written with
+// write(2), so reporting works inside the allocator and inside an LD_PRELOAD override.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+#include "common/runtime.hpp"
+
+namespace ramalloc::detail {
+
+namespace {
+struct handler {
+  ram_error_fn fn;
+  void *context;
+};
+constinit std::atomic<ram_error_fn> g_error_fn{nullptr};
+constinit std::atomic<void *> g_error_context{nullptr};
+
+void write_all(const char *s, std::size_t n) noexcept {
+  while (n > 0) {
+    const ssize_t w = ::write(STDERR_FILENO, s, n);
+    if (w <= 0) return;
+    s += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+const char *error_name(ram_error e) noexcept {
+  switch (e) {
+  case RAM_ERROR_INVALID_FREE: return "invalid free";
+  case RAM_ERROR_INTERIOR_FREE: return "interior-pointer free";
+  case RAM_ERROR_DOUBLE_FREE: return "double free";
+  case RAM_ERROR_BAD_OPTION: return "bad option";
+  case RAM_ERROR_OUT_OF_MEMORY: return "out of memory";
+  }
+  return "error";
+}
+} // namespace
+
+[[noreturn]] void check_failed(const char *file, int line, const char *what) noexcept {
+  char buf[512];
+  const int n = std::snprintf(buf, sizeof buf, "ramalloc: fatal: %s (%s:%d)\n", what, file, line);
+  write_all(buf, n > 0 ? static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1 : 0);
+  std::abort();
+}
+
+void report_error(ram_error kind, const void *p, const char *what) noexcept {
+  if (ram_error_fn fn = g_error_fn.load(std::memory_order_acquire)) {
+    fn(kind, p, what, g_error_context.load(std::memory_order_acquire));
+  } else {
+    char buf[512];
+    const int n = p != nullptr
+                      ? std::snprintf(buf, sizeof buf, "ramalloc: %s: %s (pointer %p)\n", error_name(kind), what, p)
+                      : std::snprintf(buf, sizeof buf, "ramalloc: %s: %s\n", error_name(kind), what);
+    if (n > 0) write_all(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+  }
+  // Options and out-of-memory reports are informational; bad frees follow on_invalid.
+  const bool bad_free = kind == RAM_ERROR_INVALID_FREE || kind == RAM_ERROR_INTERIOR_FREE ||
+                        kind == RAM_ERROR_DOUBLE_FREE;
+  if (bad_free && g_options.on_invalid.load(std::memory_order_relaxed) == 0) std::abort();
+}
+
+void set_error_handler(ram_error_fn fn, void *context) noexcept {
+  g_error_context.store(context, std::memory_order_release);
+  g_error_fn.store(fn, std::memory_order_release);
+}
+
+} // namespace ramalloc::detail

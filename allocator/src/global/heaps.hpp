@@ -1,0 +1,40 @@
+// Heap life cycle and thread binding.
+//
+// Heap descriptors come from metadata memory and are never unmapped: pooled when free,
+// orphaned when their owner thread exits with blocks still live, adopted by the next
+// thread that needs a heap. A remote free can therefore always reach its owner's inbox.
+#pragma once
+
+#include "mem/heap.hpp"
+
+namespace ramalloc::detail {
+
+/// The calling thread's current heap (its own, or one installed by heap_scope).
+extern thread_local heap_state *t_current;
+
+/// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
+/// memory. Called when t_current is null.
+RAMALLOC_SLOW_PATH heap_state *bind_thread() noexcept;
+
+RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
+  heap_state *h = t_current;
+  if (RAMALLOC_UNLIKELY(h == nullptr)) h = bind_thread();
+  return h;
+}
+
+/// A fresh (or pooled) heap owned by the caller; nullptr when out of memory.
+heap_state *heap_create() noexcept;
+/// Ends the caller's ownership: retires the heap to the pool when it holds no live block
+/// and no debt, otherwise orphans it for other threads to drain. O(1) unless `drain`
+/// (then the heap is flushed first).
+void heap_release(heap_state *h, bool drain) noexcept;
+/// Spends at most `budget` units on orphaned heaps; returns the units spent.
+std::size_t service_orphans(std::size_t budget) noexcept;
+/// Flushes every orphan (unbounded; flush only).
+void flush_orphans() noexcept;
+/// Process-wide statistics.
+void global_stats(ram_stats *out) noexcept;
+/// Counts a rejected free.
+void count_invalid_free() noexcept;
+
+} // namespace ramalloc::detail

@@ -1,0 +1,491 @@
+// Pages of a size class: formatting, the allocation slow path, local and remote frees,
+// and paying debt.
+#include "mem/heap.hpp"
+
+#include <cerrno>
+#include <new>
+
+#include "mem/span.hpp"
+#include "pal/os_pages.hpp"
+
+namespace ramalloc::detail {
+
+constinit page g_empty_page{};
+constinit std::atomic<std::uint64_t> g_canary_key{0x5bd1e9955bd1e995ull};
+
+namespace {
+
+/// Blocks added to a page's free list per extension: about one OS page worth, so a fresh
+/// page is never threaded whole and the cost per extension is a small constant.
+constexpr std::uint32_t extend_count(std::uint32_t bs) {
+  const std::uint32_t n = static_cast<std::uint32_t>(os_page_size) / bs;
+  return n < 1 ? 1 : (n > 128 ? 128 : n);
+}
+
+void sync_current(heap_state *h, unsigned cls) noexcept {
+  page *f = h->avail[cls].front();
+  h->current[cls] = f != nullptr ? f : &g_empty_page;
+}
+
+void avail_push_back(heap_state *h, page *pg) noexcept {
+  const unsigned cls = pg->size_class;
+  h->avail[cls].push_back(pg);
+  pg->in_avail = true;
+  if (h->current[cls] == &g_empty_page) sync_current(h, cls);
+}
+
+void avail_remove(heap_state *h, page *pg) noexcept {
+  const unsigned cls = pg->size_class;
+  h->avail[cls].remove(pg);
+  pg->in_avail = false;
+  sync_current(h, cls);
+}
+
+void format_page(page *pg, unsigned cls) noexcept {
+  const auto bs = static_cast<std::uint32_t>(class_block_size(cls));
+  const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
+  pg->size_class = static_cast<std::uint8_t>(cls);
+  pg->block_size.store(bs, std::memory_order_relaxed);
+  pg->capacity.store(static_cast<std::uint32_t>(std::size_t{slices} * slice_size / bs),
+                     std::memory_order_relaxed);
+  pg->div_magic.store(division_magic(bs), std::memory_order_relaxed);
+  pg->free_head = nil_offset;
+  pg->local_free_head = nil_offset;
+  pg->used = 0;
+  pg->bump = 0;
+  pg->in_avail = false;
+  pg->remote.store(remote_word::empty, std::memory_order_relaxed);
+  pg->state.store(page_state::in_use, std::memory_order_release);
+}
+
+/// An empty page goes to the cache (one-slice pages) or back to the span bins.
+void retire_page(heap_state *h, page *pg) noexcept {
+  if (pg->in_idle) {
+    h->idle.remove(pg);
+    pg->in_idle = false;
+  }
+  if (pg->in_avail) avail_remove(h, pg);
+  if (pg->slices.load(std::memory_order_relaxed) != 1 || h->static_region != nullptr) {
+    span_free(h, pg, false);
+    return;
+  }
+  pg->state.store(page_state::cached, std::memory_order_relaxed);
+  pg->freed_at_ms = now_ms();
+  h->cache.push_back(pg);
+  if (h->cache.size() > g_options.page_cache.load(std::memory_order_relaxed)) {
+    page *old = h->cache.pop_front();
+    old->state.store(page_state::in_use, std::memory_order_relaxed);
+    span_free(h, old, false);
+  }
+}
+
+/// A page with no free block, or nullptr when memory is exhausted.
+page *fresh_page(heap_state *h, unsigned cls) noexcept {
+  const std::uint32_t slices = class_page_slices(cls);
+  page *pg = nullptr;
+  if (slices == 1 && !h->cache.empty()) {
+    pg = h->cache.pop_back(); // the most recently used page is the warmest
+  } else {
+    if (!h->reserve_done) reserve_prefault(h);
+    pg = span_alloc(h, slices, 1);
+    if (pg == nullptr) return nullptr;
+  }
+  format_page(pg, cls);
+  h->avail[cls].push_front(pg);
+  pg->in_avail = true;
+  h->current[cls] = pg;
+  return pg;
+}
+
+/// Threads up to extend_count() never-used blocks onto the free list.
+void extend_page(page *pg) noexcept {
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+  const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
+  std::uint32_t n = cap - pg->bump;
+  if (n > extend_count(bs)) n = extend_count(bs);
+  const std::uint32_t first = pg->bump * bs;
+  std::uint32_t off = first;
+  for (std::uint32_t i = 1; i < n; ++i) {
+    count_step();
+    const std::uint32_t next = off + bs;
+    __builtin_memcpy(pg->start + off, &next, sizeof next);
+    off = next;
+  }
+  const std::uint32_t end = nil_offset;
+  __builtin_memcpy(pg->start + off, &end, sizeof end);
+  pg->free_head = first;
+  pg->bump += n;
+}
+
+/// Takes the page's remote list (keeping its "queued" bit): O(1) whatever its length.
+std::uint32_t take_remote(heap_state *h, page *pg) noexcept {
+  if (remote_word::count(pg->remote.load(std::memory_order_relaxed)) == 0) return nil_offset;
+  const std::uint64_t w = pg->remote.fetch_and(remote_word::queued, std::memory_order_acq_rel);
+  const std::uint32_t n = remote_word::count(w);
+  pg->used -= n;
+  h->class_live[pg->size_class].sub(n);
+  h->remote_frees.add(n);
+  return n == 0 ? nil_offset : remote_word::head(w);
+}
+
+/// Gives the page a non-empty free list if it can without leaving the page.
+bool refill(heap_state *h, page *pg) noexcept {
+  if (pg->free_head != nil_offset) return true;
+  if (pg->local_free_head != nil_offset) {
+    pg->free_head = pg->local_free_head;
+    pg->local_free_head = nil_offset;
+    return true;
+  }
+  const std::uint32_t r = take_remote(h, pg);
+  if (r != nil_offset) {
+    pg->free_head = r;
+    return true;
+  }
+  if (pg->bump < pg->capacity.load(std::memory_order_relaxed)) {
+    extend_page(pg);
+    return true;
+  }
+  return false;
+}
+
+bool is_queued(const page *pg) noexcept {
+  return (pg->remote.load(std::memory_order_acquire) & remote_word::queued) != 0;
+}
+
+/// An empty small/medium page: the class's current page stays (a class that bounces at
+/// a page boundary must not thrash) but joins the idle list, from which reclaim retires
+/// it after purge_delay; any other page is retired now.
+void page_now_empty(heap_state *h, page *pg) noexcept {
+  if (h->current[pg->size_class] != pg) {
+    retire_page(h, pg);
+  } else if (!pg->in_idle) {
+    pg->freed_at_ms = now_ms();
+    h->idle.push_back(pg);
+    pg->in_idle = true;
+  }
+}
+
+void large_release(heap_state *h, page *pg) noexcept {
+  h->large_live_bytes.sub(pg->block_size.load(std::memory_order_relaxed));
+  h->large_live_blocks.sub(1);
+  span_free(h, pg, false);
+}
+
+/// Pays one unit: a page popped from the inbox.
+void settle_inbox_page(heap_state *h, page *pg) noexcept {
+  h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
+  if (pg->size_class == large_class) {
+    const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
+    h->remote_frees.add(remote_word::count(w));
+    if (remote_word::count(w) != 0) {
+      pg->used = 0;
+      large_release(h, pg);
+    }
+    return;
+  }
+  if (pg->free_head == nil_offset || pg->local_free_head == nil_offset) {
+    // Somewhere to put the list: take it whole and clear "queued".
+    const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
+    const std::uint32_t n = remote_word::count(w);
+    if (n != 0) {
+      pg->used -= n;
+      h->class_live[pg->size_class].sub(n);
+      h->remote_frees.add(n);
+      if (pg->free_head == nil_offset) pg->free_head = remote_word::head(w);
+      else pg->local_free_head = remote_word::head(w);
+    }
+  } else {
+    // Both lists busy: leave the remote list in place (a later refill takes it) but learn
+    // in O(1) whether every block of the page is now free.
+    const std::uint64_t w = pg->remote.fetch_and(~remote_word::queued, std::memory_order_acq_rel);
+    const std::uint32_t n = remote_word::count(w);
+    if (n == pg->used) { // nothing live: no further free can arrive
+      pg->remote.store(remote_word::empty, std::memory_order_relaxed);
+      pg->used = 0;
+      h->class_live[pg->size_class].sub(n);
+      h->remote_frees.add(n);
+    }
+  }
+  if (pg->used == 0) {
+    page_now_empty(h, pg);
+  } else if (!pg->in_avail) {
+    avail_push_back(h, pg);
+  }
+}
+
+/// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
+bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexcept {
+  const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
+  page *i = h->idle.front();
+  if (i != nullptr && now - i->freed_at_ms >= delay) {
+    // A current page that stayed empty for purge_delay: its class is idle, retire it.
+    h->idle.pop_front();
+    i->in_idle = false;
+    if (i->used == 0 && !is_queued(i)) retire_page(h, i);
+    return true;
+  }
+  page *c = h->cache.front();
+  if (c != nullptr && now - c->freed_at_ms >= delay) {
+    // An idle cached page: hand it to the bins as dirty; the dirty FIFO purges it.
+    h->cache.pop_front();
+    c->state.store(page_state::in_use, std::memory_order_relaxed);
+    span_free(h, c, false);
+    return true;
+  }
+  page *d = h->dirty_fifo.front();
+  if (d == nullptr || now - d->freed_at_ms < delay || bytes_left < slice_size) return false;
+  const std::size_t done = span_purge_front(h, bytes_left);
+  bytes_left -= done;
+  return done != 0;
+}
+
+bool purge_due(const heap_state *h, std::uint64_t now) noexcept {
+  const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
+  const page *i = h->idle.front();
+  if (i != nullptr && now - i->freed_at_ms >= delay) return true;
+  const page *c = h->cache.front();
+  if (c != nullptr && now - c->freed_at_ms >= delay) return true;
+  const page *d = h->dirty_fifo.front();
+  return d != nullptr && now - d->freed_at_ms >= delay &&
+         h->committed.get() > g_options.reserve.load(std::memory_order_relaxed);
+}
+
+} // namespace
+
+void heap_init(heap_state *h) noexcept {
+  for (auto &c : h->current) c = &g_empty_page;
+  h->inbox.init(&h->inbox_stub);
+}
+
+void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
+  // Back-pressure: a heap whose owner never calls reclaim still converges.
+  if (h->inbox_count.load(std::memory_order_relaxed) != 0) {
+    std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
+    while (slice-- != 0) {
+      count_step();
+      page *pg = h->inbox.pop();
+      if (pg == nullptr) break;
+      settle_inbox_page(h, pg);
+    }
+  }
+  // At most three turns: the front page may be exhausted, every other page in the
+  // available list has a free block by construction, and a fresh page always has one.
+  for (;;) {
+    count_step();
+    page *pg = h->avail[cls].front();
+    if (pg == nullptr && (pg = fresh_page(h, cls)) == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (refill(h, pg)) {
+      h->current[cls] = pg;
+      return heap_alloc_class<true>(h, cls);
+    }
+    avail_remove(h, pg); // full: a local free or the inbox brings it back
+  }
+}
+
+void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept {
+  const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
+  const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
+  if (!h->reserve_done) reserve_prefault(h);
+  page *pg = span_alloc(h, n, align_slices);
+  if (pg == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const std::uint32_t bytes = n * static_cast<std::uint32_t>(slice_size);
+  pg->size_class = large_class;
+  pg->block_size.store(bytes, std::memory_order_relaxed);
+  pg->capacity.store(1, std::memory_order_relaxed);
+  pg->div_magic.store(0, std::memory_order_relaxed);
+  pg->free_head = pg->local_free_head = nil_offset;
+  pg->used = 1;
+  pg->bump = 1;
+  pg->in_avail = false;
+  pg->remote.store(remote_word::empty, std::memory_order_relaxed);
+  pg->state.store(page_state::in_use, std::memory_order_release);
+  h->large_live_bytes.add(bytes);
+  h->large_live_blocks.add(1);
+  // A dirty span may hold an old block's double-free canary at this address.
+  __builtin_memset(pg->start + 4, 0, 4);
+  return pg->start;
+}
+
+// --- frees ----------------------------------------------------------------------------
+
+namespace {
+
+/// The value bytes 4..7 of a free block hold: keyed by address, so user data equal to it
+/// by chance is a 1-in-2^32 event.
+std::uint32_t canary_of(const void *p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uint64_t key = g_canary_key.load(std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(((a ^ key) * 0x9E3779B97F4A7C15ull) >> 32) | 1u;
+}
+
+RAMALLOC_SLOW_PATH void page_emptied(heap_state *h, page *pg) noexcept {
+  if (is_queued(pg)) { // still in the inbox: settling it there will retire it
+    if (pg->size_class != large_class && !pg->in_avail) avail_push_back(h, pg);
+    return;
+  }
+  if (pg->size_class == large_class) {
+    large_release(h, pg);
+    return;
+  }
+  page_now_empty(h, pg);
+}
+
+void free_local(heap_state *h, page *pg, std::byte *p, std::uint32_t off) noexcept {
+  __builtin_memcpy(p, &pg->local_free_head, sizeof(std::uint32_t));
+  pg->local_free_head = off;
+  if (pg->size_class != large_class) h->class_live[pg->size_class].sub(1);
+  if (--pg->used == 0) {
+    page_emptied(h, pg);
+  } else if (!pg->in_avail) {
+    avail_push_back(h, pg);
+  }
+}
+
+void free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept {
+  std::uint64_t w = pg->remote.load(std::memory_order_relaxed);
+  std::uint64_t next;
+  do {
+    count_step();
+    const std::uint32_t head = remote_word::head(w);
+    __builtin_memcpy(p, &head, sizeof head);
+    next = remote_word::make(off, remote_word::count(w) + 1, true);
+  } while (!pg->remote.compare_exchange_weak(w, next, std::memory_order_release,
+                                             std::memory_order_relaxed));
+  if ((w & remote_word::queued) == 0) { // first free since the owner last looked
+    owner->inbox_count.fetch_add(1, std::memory_order_relaxed);
+    owner->inbox.push(pg);
+  }
+}
+
+free_result free_huge(region *r, void *p) noexcept {
+  if (p != r->huge_start) return free_result::interior;
+  heap_state *owner = r->owner.exchange(nullptr, std::memory_order_acq_rel);
+  if (owner == nullptr) return free_result::double_free; // lost a race with another free
+  owner->huge_live_bytes.fetch_sub(r->huge_usable, std::memory_order_relaxed);
+  owner->huge_live_blocks.fetch_sub(1, std::memory_order_relaxed);
+  page_map_unregister(r->base, r->map_size);
+  os_pages::release(r->base, r->map_size);
+  huge_region_recycle(r);
+  return free_result::freed;
+}
+
+} // namespace
+
+free_result heap_free(heap_state *current, void *ptr) noexcept {
+  region *r = region_of(ptr);
+  if (RAMALLOC_UNLIKELY(r == nullptr)) return free_result::not_ours;
+  if (RAMALLOC_UNLIKELY(r->kind == region_kind::huge)) return free_huge(r, ptr);
+  page *pg = span_of(r, ptr);
+  if (RAMALLOC_UNLIKELY(pg == nullptr)) return free_result::not_live;
+  auto *p = static_cast<std::byte *>(ptr);
+  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
+  // Only relaxed atomics are read before the block is known to be live: a wild pointer
+  // may race with the owner reformatting the page.
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+  const bool tiny = bs == 4;
+  if (pg->capacity.load(std::memory_order_relaxed) == 1) { // a large span
+    if (off != 0) return free_result::interior;
+  } else {
+    const std::uint32_t idx = pg->block_index(off);
+    if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
+    if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
+  }
+  if (!tiny) {
+    std::uint32_t seen;
+    __builtin_memcpy(&seen, p + 4, sizeof seen);
+    const std::uint32_t mark = canary_of(p);
+    if (RAMALLOC_UNLIKELY(seen == mark)) return free_result::double_free;
+    __builtin_memcpy(p + 4, &mark, sizeof mark);
+  }
+  heap_state *owner = r->owner.load(std::memory_order_relaxed);
+  if (RAMALLOC_LIKELY(owner == current)) {
+    free_local(owner, pg, p, off);
+  } else {
+    free_remote(owner, pg, p, off);
+  }
+  return free_result::freed;
+}
+
+// --- debt ------------------------------------------------------------------------------
+
+std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) noexcept {
+  const std::uint64_t now = now_ms();
+  std::size_t bytes_left = g_options.purge_budget.load(std::memory_order_relaxed);
+  std::size_t units = 0;
+  for (; units < budget; ++units) {
+    if (page *pg = h->inbox.pop()) {
+      settle_inbox_page(h, pg);
+      continue;
+    }
+    if (!purge_step(h, now, bytes_left)) break;
+  }
+  if (spent != nullptr) *spent = units;
+  return heap_pending(h);
+}
+
+std::size_t heap_pending(heap_state *h) noexcept {
+  return h->inbox_count.load(std::memory_order_relaxed) + (purge_due(h, now_ms()) ? 1 : 0);
+}
+
+void heap_flush(heap_state *h) noexcept {
+  while (page *pg = h->inbox.pop()) settle_inbox_page(h, pg);
+  // Pages the owner still holds: take their remote lists and retire the empty ones.
+  for (unsigned cls = 0; cls < class_count; ++cls) {
+    page *pg = h->avail[cls].front();
+    while (pg != nullptr) {
+      page *next = intrusive_list<page, &page::links>::next(pg);
+      const std::uint32_t r = take_remote(h, pg);
+      if (r != nil_offset) {
+        // Splice in front of the local list by walking it: flush may take its time.
+        if (pg->free_head == nil_offset) {
+          pg->free_head = r;
+        } else {
+          std::uint32_t tail = r, link;
+          for (;;) {
+            __builtin_memcpy(&link, pg->start + tail, sizeof link);
+            if (link == nil_offset) break;
+            tail = link;
+          }
+          __builtin_memcpy(pg->start + tail, &pg->free_head, sizeof link);
+          pg->free_head = r;
+        }
+      }
+      if (pg->used == 0 && !is_queued(pg)) retire_page(h, pg);
+      pg = next;
+    }
+  }
+  while (page *c = h->cache.pop_front()) {
+    c->state.store(page_state::in_use, std::memory_order_relaxed);
+    span_free(h, c, false);
+  }
+  while (span_purge_front(h, SIZE_MAX) != 0) {
+  }
+}
+
+std::uint64_t heap_live_blocks(const heap_state *h) noexcept {
+  std::uint64_t n = h->large_live_blocks.get() + h->huge_live_blocks.load(std::memory_order_relaxed);
+  for (const auto &c : h->class_live) n += c.get();
+  return n;
+}
+
+void heap_stats(const heap_state *h, ram_stats *out) noexcept {
+  std::uint64_t bytes = h->large_live_bytes.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
+  for (unsigned cls = 0; cls < class_count; ++cls) bytes += h->class_live[cls].get() * class_block_size(cls);
+  out->live_bytes += bytes;
+  out->live_blocks += heap_live_blocks(h);
+  out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
+  out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
+  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed);
+  out->remote_frees += h->remote_frees.get();
+  out->pages_purged += h->pages_purged.get();
+  out->bytes_purged += h->bytes_purged.get();
+  out->orphans_serviced += h->orphans_serviced.get();
+}
+
+} // namespace ramalloc::detail

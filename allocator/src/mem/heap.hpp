@@ -1,0 +1,142 @@
+// The heap: one owner at a time allocates from it without atomics.
+//
+// A heap owns regions; their spans become pages of one size class (small, medium), large
+// spans (one block) or stay free in the heap's span bins. Frees by other threads land on
+// a page's remote word and queue the page in the heap's inbox: that queue is the heap's
+// debt, paid by its owner in reclaim(budget) steps or, a fixed slice at a time, on the
+// allocation slow path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <new>
+
+#include "common/defs.hpp"
+#include "common/runtime.hpp"
+#include "ds/list.hpp"
+#include "ds/mpsc_queue.hpp"
+#include "mem/page.hpp"
+#include "mem/region.hpp"
+#include "mem/size_class.hpp"
+#include "mem/span_bins.hpp"
+#include "ramalloc/ramalloc.hpp"
+
+namespace ramalloc::detail {
+
+/// A statistic written by one thread (the owner) and read by any: a relaxed load+store
+/// compiles to a plain add, and readers never see a torn value.
+struct owner_counter {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+enum class heap_status : std::uint8_t { pooled, owned, orphaned };
+
+struct heap_state {
+  // --- owner-only; the fast path reads `current` ---
+  page *current[class_count];
+  intrusive_list<page, &page::links> avail[class_count];
+  intrusive_list<page, &page::links> cache; // empty one-slice pages, oldest at front
+  span_bins dirty_bins;                     // free spans still resident
+  span_bins clean_bins;                     // free spans already purged
+  intrusive_list<page, &page::dirty_links> dirty_fifo; // dirty spans, oldest first
+  intrusive_list<page, &page::dirty_links> idle;       // empty current pages, oldest first
+  intrusive_list<region, &region::links> regions;
+  region *static_region = nullptr;          // set for static-buffer heaps
+
+  // --- the inbox: pages with remote frees (debt) ---
+  mpsc_queue<page, &page::inbox_next> inbox;
+  page inbox_stub;
+  std::atomic<std::uint64_t> inbox_count{0};
+
+  // --- statistics ---
+  owner_counter class_live[class_count]; // live blocks per class
+  owner_counter large_live_bytes, large_live_blocks;
+  std::atomic<std::uint64_t> huge_live_bytes{0}, huge_live_blocks{0}; // freed from any thread
+  owner_counter committed, reserved, remote_frees, pages_purged, bytes_purged;
+  owner_counter orphans_serviced;
+
+  // --- identity and life cycle (global/heap_pool.cpp) ---
+  std::atomic<heap_status> status{heap_status::pooled};
+  heap_state *all_next = nullptr;        // every heap ever made (stats walk)
+  std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
+  bool reserve_done = false;
+  alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
+};
+
+/// The bridge between the public `heap` handle and its descriptor.
+struct heap_access {
+  static heap borrowed(heap_state *s) noexcept { return heap(heap::borrowed_tag{}, s); }
+  static heap_state *state(const heap &h) noexcept { return h.state_; }
+  static heap &handle(heap_state *s) noexcept {
+    return *std::launder(reinterpret_cast<heap *>(s->handle_storage));
+  }
+};
+
+/// The empty page every class starts with: no free block, so the first acquire of a class
+/// takes the slow path. Never written.
+extern page g_empty_page;
+
+/// Makes a fresh heap usable (after placement-new).
+void heap_init(heap_state *h) noexcept;
+/// Sets up a static-buffer heap; returns a reason on failure, nullptr on success.
+const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noexcept;
+
+/// Allocation of class `cls` (the fast path): pops the current page's free list.
+RAMALLOC_SLOW_PATH void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
+
+template <bool MayBeTiny> RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept {
+  page *pg = h->current[cls];
+  const std::uint32_t off = pg->free_head;
+  if (RAMALLOC_UNLIKELY(off == nil_offset)) return heap_alloc_slow(h, cls);
+  std::byte *b = pg->start + off;
+  std::uint32_t next;
+  __builtin_memcpy(&next, b, sizeof next);
+  pg->free_head = next;
+  // Bytes 4..7 hold the double-free canary while a block is free; clear it so a block
+  // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
+  if (!MayBeTiny || cls != 0) __builtin_memset(b + 4, 0, 4);
+  ++pg->used;
+  h->class_live[cls].add(1);
+  return b;
+}
+
+/// Large spans (one block) and huge mappings; `align` is a power of two.
+void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept;
+void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexcept;
+
+enum class free_result : std::uint8_t {
+  freed,       // the block is free (locally, or queued on its owner's inbox)
+  not_ours,    // no ramalloc region holds the pointer
+  not_live,    // inside a region but not inside a live page or block
+  interior,    // inside a live block but not its start
+  double_free, // the block is already free
+};
+
+/// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
+/// pages it owns are freed locally, others through their owner's remote word. O(1).
+free_result heap_free(heap_state *current, void *p) noexcept;
+
+/// Huge region descriptors come from a pool in metadata memory (never unmapped).
+region *huge_region_new() noexcept;
+void huge_region_recycle(region *r) noexcept;
+
+/// Random key for the double-free canary (set once at start-up).
+extern std::atomic<std::uint64_t> g_canary_key;
+
+/// Pays at most `budget` units of `h`'s debt; returns units still pending (a lower bound:
+/// 0 means nothing is payable now) and, in `spent`, the units paid.
+std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent = nullptr) noexcept;
+/// Pays everything and returns every free span policy allows. Unbounded.
+void heap_flush(heap_state *h) noexcept;
+/// Debt units payable now.
+std::size_t heap_pending(heap_state *h) noexcept;
+/// Live blocks according to the heap's counters (remote frees not yet taken count as live).
+std::uint64_t heap_live_blocks(const heap_state *h) noexcept;
+void heap_stats(const heap_state *h, ram_stats *out) noexcept;
+/// Gives back every region (heap must have no live block). Used when a heap is retired.
+void heap_release_memory(heap_state *h) noexcept;
+
+} // namespace ramalloc::detail

@@ -1,0 +1,88 @@
+// Page descriptors: the out-of-band record of one span of slices.
+//
+// A descriptor lives in its region's header, never in user memory, so a block can be as
+// small as 4 bytes and a wild pointer can be checked without reading user pages. Only
+// the descriptor of a span's first slice is used; `region::slice_head` maps every slice
+// to it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/defs.hpp"
+#include "ds/list.hpp"
+
+namespace ramalloc::detail {
+
+struct heap_state;
+struct region;
+
+enum class page_state : std::uint8_t {
+  unused = 0, // never part of a span (or a non-head slice)
+  free_clean, // free span, purged: not resident
+  free_dirty, // free span, still resident; purged after purge_delay
+  cached,     // empty one-slice page kept in its heap's cache (resident)
+  in_use,     // a small/medium page or a large span
+};
+
+/// A block's free link: the 32-bit offset of the next free block inside the same page.
+inline constexpr std::uint32_t nil_offset = 0xFFFFFFFFu;
+inline constexpr std::uint8_t large_class = 0xFF;
+
+/// Remote-free word: [0,32) offset of the list head plus one (0: empty list), [32,63)
+/// block count, bit 63 "queued" (the page is in its owner's inbox). One CAS pushes a
+/// block; the owner takes the whole list and its length with one fetch_and, which leaves
+/// an empty list behind and keeps the queued bit.
+namespace remote_word {
+inline constexpr std::uint64_t queued = std::uint64_t{1} << 63;
+inline constexpr std::uint64_t empty = 0;
+constexpr std::uint32_t head(std::uint64_t w) {
+  const auto h = static_cast<std::uint32_t>(w);
+  return h == 0 ? nil_offset : h - 1;
+}
+constexpr std::uint32_t count(std::uint64_t w) {
+  return static_cast<std::uint32_t>((w >> 32) & 0x7FFFFFFFu);
+}
+constexpr std::uint64_t make(std::uint32_t head, std::uint32_t count, bool q) {
+  return std::uint64_t{head + 1} | (std::uint64_t{count} << 32) | (q ? queued : 0);
+}
+} // namespace remote_word
+
+struct alignas(64) page {
+  // --- owner-only hot fields (the allocation fast path reads these) ---
+  std::byte *start = nullptr;                  // first byte of the span
+  std::uint32_t free_head = nil_offset;        // blocks ready to hand out
+  std::uint32_t local_free_head = nil_offset;  // blocks the owner freed since the last swap
+  std::uint32_t used = 0;                      // blocks out (remote frees subtract when taken)
+  std::uint32_t bump = 0;                      // index of the first never-used block
+  // --- read by query/discard from any thread: relaxed atomics ---
+  std::atomic<std::uint32_t> block_size{0};
+  std::atomic<std::uint32_t> capacity{0};      // blocks in the page
+  std::atomic<std::uint32_t> slices{0};        // span length in slices
+  std::atomic<page_state> state{page_state::unused};
+  std::uint8_t size_class = 0;                 // or large_class
+  bool in_avail = false;                       // in its class's available list
+  bool in_idle = false;                        // empty current page on the idle list
+  std::atomic<std::uint64_t> div_magic{0};     // ceil(2^40 / block_size): offset -> index
+  // --- cross-thread ---
+  std::atomic<std::uint64_t> remote{remote_word::empty};
+  std::atomic<page *> inbox_next{nullptr};
+  // --- owner-only bookkeeping ---
+  region *home = nullptr;
+  list_links<page> links;       // class available list, page cache, or free-span bin
+  list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
+  std::uint64_t freed_at_ms = 0;
+
+  /// Index of the block containing byte `offset` (offset < capacity * block_size).
+  std::uint32_t block_index(std::size_t offset) const noexcept {
+    return static_cast<std::uint32_t>((offset * div_magic.load(std::memory_order_relaxed)) >> 40);
+  }
+};
+
+/// Exact for offsets below 2^21 (a medium page is at most 2 MiB) and block sizes below
+/// 2^19: the rounding error of the magic times the offset stays under 2^40.
+constexpr std::uint64_t division_magic(std::uint32_t block_size) {
+  return ((std::uint64_t{1} << 40) + block_size - 1) / block_size;
+}
+
+} // namespace ramalloc::detail

@@ -1,0 +1,49 @@
+#include "mem/region.hpp"
+
+#include <new>
+
+namespace ramalloc::detail {
+
+constinit std::atomic<region *> page_map[granule_count] = {};
+
+region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept {
+  auto *bytes = static_cast<std::byte *>(at);
+  auto *r = new (bytes) region{};
+  r->base = base;
+  r->slice_count = slices;
+  r->kind = kind;
+  bytes += align_up(sizeof(region), 64);
+  // Fresh OS memory and static buffers alike: the tables are constructed in place, but
+  // their descriptors are touched only when a span head is created, so a 1 GiB region
+  // costs a few pages of resident metadata until used.
+  r->slice_head = reinterpret_cast<std::atomic<std::uint16_t> *>(bytes);
+  bytes += align_up(slices * sizeof(std::uint16_t), 64);
+  r->pages = reinterpret_cast<page *>(bytes);
+  const std::size_t header = region_header_bytes(slices);
+  r->first_slice = static_cast<std::uint32_t>(
+      (reinterpret_cast<std::byte *>(at) + header - base + slice_size - 1) / slice_size);
+  return r;
+}
+
+bool page_map_register(region *r, const void *base, std::size_t size) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(base);
+  const std::uintptr_t first = a >> region_shift;
+  const std::uintptr_t last = (a + size - 1) >> region_shift;
+  if (last >= granule_count) return false;
+  for (std::uintptr_t g = first; g <= last; ++g) {
+    region *expected = nullptr;
+    if (!page_map[g].compare_exchange_strong(expected, r, std::memory_order_acq_rel)) {
+      for (std::uintptr_t u = first; u < g; ++u) page_map[u].store(nullptr, std::memory_order_release);
+      return false;
+    }
+  }
+  return true;
+}
+
+void page_map_unregister(const void *base, std::size_t size) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(base);
+  for (std::uintptr_t g = a >> region_shift; g <= (a + size - 1) >> region_shift; ++g)
+    page_map[g].store(nullptr, std::memory_order_release);
+}
+
+} // namespace ramalloc::detail

@@ -1,0 +1,87 @@
+// Regions and the two-level page map.
+//
+// A region is a 1 GiB-aligned reservation (or a caller's static buffer, or one huge
+// allocation) whose header holds a `slice_head` index and a page descriptor per 64 KiB
+// slice. The page map's first level is a static array indexed by `address >> 30`; the
+// second level is the region's own tables. Every step is range-checked, so mapping any
+// pointer value costs two dependent loads and never reads memory we did not map.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/defs.hpp"
+#include "ds/list.hpp"
+#include "mem/page.hpp"
+
+namespace ramalloc::detail {
+
+enum class region_kind : std::uint8_t { os, static_buffer, huge };
+
+struct region {
+  std::byte *base = nullptr;          // address of slice 0 (the region's first byte)
+  std::uint32_t slice_count = 0;      // slices covered, header included
+  std::uint32_t first_slice = 0;      // first slice after the header
+  region_kind kind = region_kind::os;
+  std::atomic<heap_state *> owner{nullptr}; // the heap whose pages these are
+  std::size_t map_size = 0;           // bytes mapped (huge and os) or buffer size
+  // huge regions: the one block
+  std::byte *huge_start = nullptr;
+  std::size_t huge_usable = 0;
+  list_links<region> links;           // owner heap's region list
+  std::atomic<std::uint16_t> *slice_head = nullptr; // per slice: index of its span's head
+  page *pages = nullptr;              // per slice: descriptor (meaningful at span heads)
+
+  std::uint32_t slice_of(const void *p) const noexcept {
+    return static_cast<std::uint32_t>((static_cast<const std::byte *>(p) - base) >> slice_shift);
+  }
+  std::uint32_t index_of(const page *pg) const noexcept {
+    return static_cast<std::uint32_t>(pg - pages);
+  }
+  std::byte *slice_address(std::uint32_t i) const noexcept { return base + std::size_t{i} * slice_size; }
+};
+
+/// Header bytes for a region of `slices` slices (struct + slice_head + descriptors).
+constexpr std::size_t region_header_bytes(std::size_t slices) {
+  return align_up(sizeof(region), 64) + align_up(slices * sizeof(std::uint16_t), 64) +
+         slices * sizeof(page);
+}
+
+/// Lays out a region header at `at` covering `slices` slices starting at `base`.
+region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept;
+
+/// The first level of the page map: one entry per 1 GiB granule of the 47-bit space.
+extern std::atomic<region *> page_map[granule_count];
+
+/// Claims every granule in [base, base+size) for `r`. Fails (claiming nothing) when any
+/// granule already belongs to another region.
+bool page_map_register(region *r, const void *base, std::size_t size) noexcept;
+void page_map_unregister(const void *base, std::size_t size) noexcept;
+
+/// The region whose address range holds `p`, or nullptr. O(1), safe for any value.
+RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t g = a >> region_shift;
+  if (RAMALLOC_UNLIKELY(g >= granule_count)) return nullptr;
+  region *r = page_map[g].load(std::memory_order_acquire);
+  if (r == nullptr) return nullptr;
+  const auto b = reinterpret_cast<std::uintptr_t>(r->base);
+  if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size)) return nullptr;
+  return r;
+}
+
+/// The in-use span head covering `p` within an os/static region, or nullptr. Reads only
+/// the region header.
+RAMALLOC_FAST_PATH page *span_of(const region *r, const void *p) noexcept {
+  const std::uint32_t s = r->slice_of(p);
+  if (RAMALLOC_UNLIKELY(s < r->first_slice || s >= r->slice_count)) return nullptr;
+  const std::uint32_t h = r->slice_head[s].load(std::memory_order_relaxed);
+  if (RAMALLOC_UNLIKELY(h > s || h < r->first_slice)) return nullptr;
+  page *pg = &r->pages[h];
+  if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use))
+    return nullptr;
+  if (RAMALLOC_UNLIKELY(s - h >= pg->slices.load(std::memory_order_relaxed))) return nullptr;
+  return pg;
+}
+
+} // namespace ramalloc::detail

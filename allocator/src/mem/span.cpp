@@ -1,0 +1,227 @@
+// Spans: carving pages out of a heap's regions and giving them back.
+//
+// Free spans coalesce with free neighbours of the same state (dirty with dirty, clean
+// with clean), so a purged range never has to be tracked inside a resident one and the
+// committed-bytes count stays exact. Every function here is O(1) except the slice_head
+// fill of a new span, which is bounded by the largest span (large_max / 64 KiB).
+#include "mem/span.hpp"
+
+#include <cerrno>
+
+#include "pal/os_pages.hpp"
+
+namespace ramalloc::detail {
+
+namespace {
+
+span_bins &bins_for(heap_state *h, page_state s) noexcept {
+  return s == page_state::free_dirty ? h->dirty_bins : h->clean_bins;
+}
+
+void set_span_head(region *r, std::uint32_t first, std::uint32_t n) noexcept {
+  page *pg = &r->pages[first];
+  pg->home = r;
+  pg->start = r->slice_address(first);
+  pg->slices.store(n, std::memory_order_relaxed);
+  r->slice_head[first].store(static_cast<std::uint16_t>(first), std::memory_order_relaxed);
+  r->slice_head[first + n - 1].store(static_cast<std::uint16_t>(first), std::memory_order_relaxed);
+}
+
+/// Makes [first, first+n) a free span in state `s` without looking at its neighbours.
+void insert_free(heap_state *h, region *r, std::uint32_t first, std::uint32_t n, page_state s,
+                 std::uint64_t freed_at) noexcept {
+  set_span_head(r, first, n);
+  page *pg = &r->pages[first];
+  pg->state.store(s, std::memory_order_relaxed);
+  pg->freed_at_ms = freed_at;
+  bins_for(h, s).insert(pg);
+  if (s == page_state::free_dirty) h->dirty_fifo.push_back(pg);
+}
+
+void remove_free(heap_state *h, page *pg) noexcept {
+  const page_state s = pg->state.load(std::memory_order_relaxed);
+  bins_for(h, s).remove(pg);
+  if (s == page_state::free_dirty) h->dirty_fifo.remove(pg);
+}
+
+/// Reserves a new 1 GiB region from the OS and adds its usable slices as one clean span.
+bool grow(heap_state *h) noexcept {
+  if (h->static_region != nullptr) return false; // static heaps never grow
+  void *mem = os_pages::reserve_aligned(region_size, region_size);
+  if (mem == nullptr) {
+    if (g_options.verbose.load(std::memory_order_relaxed))
+      report_error(RAM_ERROR_OUT_OF_MEMORY, nullptr, "mmap refused a 1 GiB region reservation");
+    return false;
+  }
+  auto *base = static_cast<std::byte *>(mem);
+  region *r = region_init(mem, base, static_cast<std::uint32_t>(slices_per_region), region_kind::os);
+  r->map_size = region_size;
+  r->owner.store(h, std::memory_order_release);
+  RAMALLOC_CHECK(page_map_register(r, base, region_size), "fresh region overlaps the page map");
+  h->regions.push_back(r);
+  h->reserved.add(region_size);
+  h->committed.add(std::size_t{r->first_slice} * slice_size); // header pages (upper bound)
+  insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
+  return true;
+}
+
+} // namespace
+
+void reserve_prefault(heap_state *h) noexcept {
+  h->reserve_done = true;
+  const std::uint64_t want = g_options.reserve.load(std::memory_order_relaxed);
+  if (want == 0) return;
+  const auto n = static_cast<std::uint32_t>((want + slice_size - 1) / slice_size);
+  page *pg = span_alloc(h, n, 1);
+  if (pg == nullptr) return;
+  os_pages::prefault(pg->start, std::size_t{n} * slice_size);
+  pg->state.store(page_state::in_use, std::memory_order_relaxed);
+  span_free(h, pg, /*purged=*/false);
+}
+
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept {
+  const std::uint32_t need = n + align_slices - 1;
+  if (need > slices_per_region) return nullptr;
+  page *s = h->dirty_bins.take(need);
+  bool clean = false;
+  if (s == nullptr) {
+    s = h->clean_bins.take(need);
+    if (s == nullptr) {
+      if (!grow(h)) return nullptr;
+      s = h->clean_bins.take(need);
+      if (s == nullptr) return nullptr;
+    }
+    clean = true;
+  } else {
+    h->dirty_fifo.remove(s);
+  }
+  region *r = s->home;
+  const std::uint32_t first = r->index_of(s);
+  const std::uint32_t total = s->slices.load(std::memory_order_relaxed);
+  const page_state st = s->state.load(std::memory_order_relaxed);
+  // Alignment above one slice: skip the slices before the first aligned one.
+  std::uint32_t lead = 0;
+  if (align_slices > 1) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(r->slice_address(first));
+    const std::uintptr_t align = std::uintptr_t{align_slices} * slice_size;
+    lead = static_cast<std::uint32_t>((((addr + align - 1) & ~(align - 1)) - addr) / slice_size);
+  }
+  if (lead > 0) insert_free(h, r, first, lead, st, s->freed_at_ms);
+  const std::uint32_t head = first + lead;
+  const std::uint32_t tail = total - lead - n;
+  if (tail > 0) insert_free(h, r, head + n, tail, st, s->freed_at_ms);
+  set_span_head(r, head, n);
+  for (std::uint32_t i = head + 1; i + 1 < head + n; ++i) {
+    count_step();
+    r->slice_head[i].store(static_cast<std::uint16_t>(head), std::memory_order_relaxed);
+  }
+  page *pg = &r->pages[head];
+  pg->state.store(page_state::in_use, std::memory_order_relaxed);
+  if (clean) h->committed.add(std::size_t{n} * slice_size);
+  return pg;
+}
+
+page *span_free(heap_state *h, page *pg, bool purged) noexcept {
+  region *r = pg->home;
+  std::uint32_t first = r->index_of(pg);
+  std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
+  // Static buffers are never purged: their free spans are all "clean".
+  const page_state s = (purged || r->kind == region_kind::static_buffer) ? page_state::free_clean
+                                                                        : page_state::free_dirty;
+  pg->state.store(page_state::unused, std::memory_order_relaxed);
+  const std::uint32_t next = first + n;
+  if (next < r->slice_count) {
+    page *nx = &r->pages[next];
+    if (nx->state.load(std::memory_order_relaxed) == s) {
+      remove_free(h, nx);
+      n += nx->slices.load(std::memory_order_relaxed);
+      nx->state.store(page_state::unused, std::memory_order_relaxed);
+    }
+  }
+  if (first > r->first_slice) {
+    const std::uint32_t ph = r->slice_head[first - 1].load(std::memory_order_relaxed);
+    page *pv = &r->pages[ph];
+    if (ph >= r->first_slice && ph < first && pv->state.load(std::memory_order_relaxed) == s &&
+        ph + pv->slices.load(std::memory_order_relaxed) == first) {
+      remove_free(h, pv);
+      n += first - ph;
+      first = ph;
+    }
+  }
+  insert_free(h, r, first, n, s, now_ms());
+  return &r->pages[first];
+}
+
+std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
+  page *d = h->dirty_fifo.front();
+  if (d == nullptr) return 0;
+  const std::uint64_t reserve = g_options.reserve.load(std::memory_order_relaxed);
+  const std::uint64_t committed = h->committed.get();
+  const std::uint64_t above = committed > reserve ? committed - reserve : 0;
+  const std::size_t limit = max_bytes < above ? max_bytes : above;
+  const std::uint32_t n = d->slices.load(std::memory_order_relaxed);
+  std::uint32_t k = static_cast<std::uint32_t>(limit / slice_size);
+  if (k == 0) return 0;
+  if (k > n) k = n;
+  region *r = d->home;
+  const std::uint32_t first = r->index_of(d);
+  remove_free(h, d);
+  if (k < n) insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
+  set_span_head(r, first, k);
+  const std::size_t bytes = std::size_t{k} * slice_size;
+  os_pages::purge(d->start, bytes);
+  h->committed.sub(bytes);
+  h->pages_purged.add(k);
+  h->bytes_purged.add(bytes);
+  d->state.store(page_state::in_use, std::memory_order_relaxed); // so span_free coalesces it
+  const page *merged = span_free(h, d, /*purged=*/true);
+  // Descriptors strictly inside a free span are never read: drop their pages too (those
+  // near the slices just purged), so a purged gigabyte leaves no megabytes of resident
+  // descriptors behind. Zero pages read back as "unused" descriptors.
+  const std::uint32_t m_first = r->index_of(merged);
+  const std::uint32_t m_last = m_first + merged->slices.load(std::memory_order_relaxed) - 1;
+  constexpr std::uint32_t per_page = os_page_size / sizeof(page);
+  const std::uint32_t lo_i = first > m_first + per_page ? first - per_page : m_first + 1;
+  const std::uint32_t hi_i = first + k + per_page < m_last ? first + k + per_page : m_last;
+  if (hi_i > lo_i) {
+    const auto lo = align_up(reinterpret_cast<std::uintptr_t>(&r->pages[lo_i]), os_page_size);
+    const auto hi = reinterpret_cast<std::uintptr_t>(&r->pages[hi_i]) & ~(os_page_size - 1);
+    if (hi > lo) os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
+  }
+  return bytes;
+}
+
+} // namespace ramalloc::detail
+
+namespace ramalloc::detail {
+
+const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noexcept {
+  if (buffer == nullptr) return "the buffer is null";
+  const auto start = reinterpret_cast<std::uintptr_t>(buffer);
+  if (size > UINTPTR_MAX - start) return "the buffer wraps around the address space";
+  const std::uintptr_t base = align_up(start, slice_size);
+  const std::uintptr_t end = start + size;
+  if (base >= end) return "the buffer is smaller than 256 KiB";
+  std::size_t slices = (end - base) / slice_size;
+  if (slices > slices_per_region) slices = slices_per_region; // one region's worth at most
+  const std::size_t header = region_header_bytes(slices);
+  if (size < 256 * 1024 || slices * slice_size < align_up(header, slice_size) + slice_size)
+    return "the buffer is smaller than 256 KiB";
+  // The caller's memory may hold anything: clear the header before it is read as tables.
+  __builtin_memset(reinterpret_cast<void *>(base), 0, header);
+  auto *b = reinterpret_cast<std::byte *>(base);
+  region *r = region_init(b, b, static_cast<std::uint32_t>(slices), region_kind::static_buffer);
+  r->map_size = slices * slice_size;
+  r->owner.store(h, std::memory_order_release);
+  if (!page_map_register(r, b, r->map_size))
+    return "another static-buffer heap already uses this 1 GiB-aligned address range";
+  h->static_region = r;
+  h->regions.push_back(r);
+  h->reserved.add(r->map_size);
+  h->committed.add(r->map_size);
+  h->reserve_done = true;
+  insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
+  return nullptr;
+}
+
+} // namespace ramalloc::detail

@@ -1,0 +1,20 @@
+// Span management inside a heap's regions (see span.cpp).
+#pragma once
+
+#include "mem/heap.hpp"
+
+namespace ramalloc::detail {
+
+/// A span of `n` slices whose start is aligned to `align_slices` slices, state in_use;
+/// nullptr when the heap cannot grow. Dirty (resident) spans are preferred.
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept;
+/// Returns an in-use span (or cached page) to the free bins, coalescing with neighbours.
+/// `purged`: its memory was just given back to the OS. Returns the merged span's head.
+page *span_free(heap_state *h, page *pg, bool purged) noexcept;
+/// Purges up to `max_bytes` from the oldest dirty span (never dropping the heap's
+/// committed bytes below the reserve); returns bytes purged.
+std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept;
+/// Pre-faults RAMALLOC_RESERVE bytes for a heap's first use.
+void reserve_prefault(heap_state *h) noexcept;
+
+} // namespace ramalloc::detail

@@ -1,0 +1,73 @@
+# Install-then-consume test, run by ctest as `cmake -P` (see tests/CMakeLists.txt).
+#
+#  1. cmake --install the ramalloc build tree into WORK_DIR/prefix;
+#  2. configure tests/consumer against that prefix only (find_package(ramalloc CONFIG
+#     REQUIRED) with CMAKE_PREFIX_PATH = the prefix), same generator, compiler, flags
+#     and build type as the tree under test;
+#  3. build it and run the program; any failure fails the test.
+#
+# Inputs (-D): RAMALLOC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR CONFIG GENERATOR
+#              MAKE_PROGRAM CXX_COMPILER CXX_FLAGS
+cmake_minimum_required(VERSION 3.25)
+
+foreach(var RAMALLOC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "run_consumer_test.cmake: -D${var}=... is required")
+  endif()
+endforeach()
+
+set(prefix ${WORK_DIR}/prefix)
+set(build ${WORK_DIR}/build)
+# Start from nothing so a stale install or cache cannot make the test pass.
+file(REMOVE_RECURSE ${prefix} ${build})
+
+# Runs a command, echoes it, and stops the test with its output when it fails.
+function(run_step what)
+  string(REPLACE ";" " " shown "${ARGN}")
+  message(STATUS "[consumer] ${what}: ${shown}")
+  execute_process(COMMAND ${ARGN}
+                  RESULT_VARIABLE rc
+                  OUTPUT_VARIABLE out
+                  ERROR_VARIABLE out)
+  message("${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "[consumer] ${what} failed (exit ${rc})")
+  endif()
+endfunction()
+
+# 1. install
+set(config_args "")
+if(NOT "${CONFIG}" STREQUAL "")
+  set(config_args --config ${CONFIG})
+endif()
+run_step("install" ${CMAKE_COMMAND} --install ${RAMALLOC_BINARY_DIR} --prefix ${prefix}
+         ${config_args})
+
+# 2. configure the consumer against the prefix only
+set(configure_args
+    -S ${CONSUMER_SOURCE_DIR} -B ${build} -G ${GENERATOR}
+    -DCMAKE_PREFIX_PATH=${prefix}
+    -DRAMALLOC_EXPECTED_PREFIX=${prefix}
+    # Never find the package through a registry or the system: only the prefix counts.
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+    -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF)
+if(NOT "${CONFIG}" STREQUAL "")
+  list(APPEND configure_args -DCMAKE_BUILD_TYPE=${CONFIG})
+endif()
+if(NOT "${MAKE_PROGRAM}" STREQUAL "")
+  list(APPEND configure_args -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
+endif()
+if(NOT "${CXX_COMPILER}" STREQUAL "")
+  list(APPEND configure_args -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+endif()
+if(NOT "${CXX_FLAGS}" STREQUAL "")
+  # Sanitized builds: the installed static library needs the same runtime at link time.
+  list(APPEND configure_args "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
+                             "-DCMAKE_EXE_LINKER_FLAGS=${CXX_FLAGS}")
+endif()
+run_step("configure" ${CMAKE_COMMAND} ${configure_args})
+
+# 3. build and run
+run_step("build" ${CMAKE_COMMAND} --build ${build} ${config_args})
+run_step("run" ${build}/bin/ramalloc_consumer)
+message(STATUS "[consumer] find_package(ramalloc CONFIG) consumer passed")

@@ -1,0 +1,443 @@
+// Bad input is answered, never trusted: impossible sizes give NULL/ENOMEM, bad
+// alignments NULL/EINVAL, free(NULL) does nothing, and frees of pointers that are not
+// live block starts are reported through the error callback and leave the allocator's
+// state sound. realloc's edge cases behave as documented in ramalloc.h.
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <climits>
+#include <set>
+
+using namespace ramalloc_test;
+
+namespace {
+
+constexpr std::size_t above_ptrdiff_max = static_cast<std::size_t>(PTRDIFF_MAX) + 1;
+
+/// Reports are recorded (not aborted on) for the whole test.
+class BadInput : public testing::Test {
+protected:
+  error_recorder errors{ramalloc::options::on_invalid_mode::warn};
+
+  /// Exactly one report since the last call, of kind `expected`, about `p`.
+  void expect_one_report(ram_error expected, const void *p) {
+    const auto reports = errors.reports();
+    ASSERT_EQ(reports.size(), 1u) << "expected one " << error_name(expected) << " report";
+    EXPECT_EQ(reports[0].error, expected)
+        << "got " << error_name(reports[0].error) << ": " << reports[0].message;
+    EXPECT_EQ(reports[0].pointer, p);
+    EXPECT_FALSE(reports[0].message.empty());
+    errors.clear();
+  }
+
+  void expect_no_report() {
+    const auto reports = errors.reports();
+    EXPECT_EQ(reports.size(), 0u)
+        << "unexpected " << error_name(reports[0].error) << ": " << reports[0].message;
+    errors.clear();
+  }
+};
+
+/// A few live blocks with patterns, to show later that bad frees did not disturb them.
+struct witness {
+  std::vector<void *> blocks;
+  explicit witness(std::size_t n = 64) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t size = 16 + 48 * (i % 7) + (i % 3) * 20000;
+      void *p = ram_malloc(size);
+      fill_pattern(p, size, i + 1000);
+      blocks.push_back(p);
+      sizes.push_back(size);
+    }
+  }
+  bool intact() const {
+    for (std::size_t i = 0; i < blocks.size(); ++i)
+      if (first_pattern_mismatch(blocks[i], sizes[i], i + 1000) != sizes[i]) return false;
+    return true;
+  }
+  ~witness() {
+    for (void *p : blocks) ram_free(p);
+  }
+  std::vector<std::size_t> sizes;
+};
+
+/// Allocates `n` blocks of `size` through ram_malloc and checks that none of them is
+/// live twice (distinct, non-overlapping) — what a corrupted free list would break.
+void expect_distinct_blocks(std::size_t size, std::size_t n, const void *still_live = nullptr,
+                            std::size_t still_live_size = 0) {
+  std::vector<void *> blocks;
+  std::set<std::uintptr_t> starts;
+  for (std::size_t i = 0; i < n; ++i) {
+    void *p = ram_malloc(size);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(starts.insert(addr(p)).second) << p << " handed out twice";
+    if (still_live != nullptr) {
+      const bool overlaps = addr(p) < addr(still_live) + still_live_size &&
+                            addr(still_live) < addr(p) + size;
+      EXPECT_FALSE(overlaps) << p << " overlaps the live block " << still_live;
+    }
+    fill_pattern(p, size, i);
+    blocks.push_back(p);
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    EXPECT_EQ(first_pattern_mismatch(blocks[i], size, i), size) << "block " << i;
+  for (void *p : blocks) ram_free(p);
+}
+
+} // namespace
+
+// --- sizes -------------------------------------------------------------------------
+
+TEST_F(BadInput, MallocOfSizeMaxReturnsNullWithEnomem) {
+  errno = 0;
+  EXPECT_EQ(ram_malloc(SIZE_MAX), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST_F(BadInput, EveryAllocationAbovePtrdiffMaxReturnsNullWithEnomem) {
+  for (std::size_t size : {above_ptrdiff_max, above_ptrdiff_max + 4096, SIZE_MAX - 4096,
+                           SIZE_MAX - 64, SIZE_MAX - 1, SIZE_MAX}) {
+    SCOPED_TRACE(testing::Message() << "size " << size);
+    errno = 0;
+    EXPECT_EQ(ram_malloc(size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(ram_acquire(size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(ram_acquire_aligned(size, 64), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(ram_aligned_alloc(4096, size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(ram_calloc(1, size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(ram_realloc(nullptr, size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    EXPECT_EQ(ramalloc::acquire(size), nullptr);
+    EXPECT_EQ(ramalloc::acquire(size, 1 * MiB), nullptr);
+  }
+  expect_no_report();
+}
+
+TEST_F(BadInput, CallocWhoseProductOverflowsReturnsNullWithEnomem) {
+  const std::size_t half_ptrdiff = static_cast<std::size_t>(PTRDIFF_MAX) / 2 + 1;
+  const std::pair<std::size_t, std::size_t> cases[] = {
+      {SIZE_MAX, 2},
+      {2, SIZE_MAX},
+      {SIZE_MAX, SIZE_MAX},
+      {std::size_t{1} << 32, std::size_t{1} << 32}, // wraps to exactly 0
+      {(std::size_t{1} << 32) + 1, std::size_t{1} << 32}, // wraps to a small size
+      {half_ptrdiff, 2}, // no wrap, but above PTRDIFF_MAX
+  };
+  for (const auto &[count, size] : cases) {
+    SCOPED_TRACE(testing::Message() << "calloc(" << count << ", " << size << ")");
+    errno = 0;
+    EXPECT_EQ(ram_calloc(count, size), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+  }
+}
+
+// --- alignment ---------------------------------------------------------------------
+
+TEST_F(BadInput, AlignmentThatIsNotAPowerOfTwoReturnsNullWithEinval) {
+  for (std::size_t align : {std::size_t{0}, std::size_t{3}, std::size_t{12}, std::size_t{24},
+                            std::size_t{48}, std::size_t{100}, std::size_t{4097},
+                            (std::size_t{1} << 20) + 16, SIZE_MAX}) {
+    SCOPED_TRACE(testing::Message() << "alignment " << align);
+    errno = 0;
+    EXPECT_EQ(ram_aligned_alloc(align, 64), nullptr);
+    EXPECT_EQ(errno, EINVAL);
+    errno = 0;
+    EXPECT_EQ(ram_acquire_aligned(64, align), nullptr);
+    EXPECT_EQ(errno, EINVAL);
+    errno = 0;
+    EXPECT_EQ(ramalloc::acquire(64, align), nullptr);
+    EXPECT_EQ(errno, EINVAL);
+  }
+}
+
+TEST_F(BadInput, AbsurdPowerOfTwoAlignmentReturnsNull) {
+  for (std::size_t align : {std::size_t{1} << 62, std::size_t{1} << 63}) {
+    SCOPED_TRACE(testing::Message() << "alignment " << align);
+    EXPECT_EQ(ram_aligned_alloc(align, 64), nullptr);
+    EXPECT_EQ(ram_acquire_aligned(64, align), nullptr);
+    EXPECT_EQ(ramalloc::acquire(64, align), nullptr);
+  }
+}
+
+// --- free --------------------------------------------------------------------------
+
+TEST_F(BadInput, FreeOfNullDoesNothing) {
+  void *live = ram_malloc(32);
+  const ram_stats before = ramalloc::get_stats();
+  ram_free(nullptr);
+  ram_discard(nullptr);
+  ramalloc::discard(nullptr);
+  const ram_stats after = ramalloc::get_stats();
+  EXPECT_EQ(after.live_blocks, before.live_blocks);
+  EXPECT_EQ(after.live_bytes, before.live_bytes);
+  EXPECT_EQ(after.invalid_frees, before.invalid_frees);
+  expect_no_report();
+  EXPECT_EQ(ram_usable_size(nullptr), 0u);
+  ram_free(live);
+}
+
+TEST_F(BadInput, FreeOfForeignPointersIsReportedAndChangesNothing) {
+  witness w;
+  const ram_stats before = ramalloc::get_stats();
+
+  int on_stack = 7;
+  void *from_glibc = ::malloc(100);
+  void *big_from_glibc = ::malloc(8 * MiB);
+  std::memset(from_glibc, 0x42, 100);
+  void *no_access =
+      ::mmap(nullptr, 1 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(no_access, MAP_FAILED);
+  void *wild[] = {&on_stack,
+                  from_glibc,
+                  big_from_glibc,
+                  no_access,
+                  static_cast<char *>(no_access) + 64 * KiB,
+                  reinterpret_cast<void *>(0xdeadbeef),
+                  reinterpret_cast<void *>(std::uintptr_t{1}),
+                  reinterpret_cast<void *>(0xffff800000000000ull),
+                  reinterpret_cast<void *>(UINTPTR_MAX)};
+  std::size_t reported = 0;
+  for (void *p : wild) {
+    SCOPED_TRACE(testing::Message() << "pointer " << p);
+    ram_free(p);
+    expect_one_report(RAM_ERROR_INVALID_FREE, p);
+    ramalloc::discard(p);
+    expect_one_report(RAM_ERROR_INVALID_FREE, p);
+    ram_discard(p);
+    expect_one_report(RAM_ERROR_INVALID_FREE, p);
+    reported += 3;
+  }
+
+  const ram_stats after = ramalloc::get_stats();
+  EXPECT_EQ(after.invalid_frees - before.invalid_frees, reported);
+  EXPECT_EQ(after.live_blocks, before.live_blocks);
+  EXPECT_EQ(after.live_bytes, before.live_bytes);
+  EXPECT_TRUE(w.intact()) << "live blocks changed";
+  EXPECT_EQ(on_stack, 7);
+  EXPECT_EQ(static_cast<unsigned char *>(from_glibc)[99], 0x42);
+  ::free(from_glibc); // glibc's heap is still consistent
+  ::free(big_from_glibc);
+  ::munmap(no_access, 1 * MiB);
+  expect_distinct_blocks(48, 2000);
+  EXPECT_TRUE(w.intact());
+}
+
+TEST_F(BadInput, FreeOfAnInteriorPointerIsReportedAndTheBlockStaysLive) {
+  witness w;
+  for (std::size_t size : {std::size_t{64}, 20 * KiB, 1 * MiB, 40 * MiB}) {
+    SCOPED_TRACE(testing::Message() << "size " << size);
+    auto *p = static_cast<char *>(ram_malloc(size));
+    ASSERT_NE(p, nullptr);
+    fill_pattern(p, size, size);
+    const std::size_t usable = ram_usable_size(p);
+    const ram_stats before = ramalloc::get_stats();
+
+    for (std::size_t off : {std::size_t{16}, size / 2, size - 1}) {
+      ram_free(p + off);
+      expect_one_report(RAM_ERROR_INTERIOR_FREE, p + off);
+    }
+
+    const ram_stats after = ramalloc::get_stats();
+    EXPECT_EQ(after.live_blocks, before.live_blocks);
+    const auto info = ramalloc::query(p);
+    ASSERT_TRUE(info.has_value());
+    EXPECT_TRUE(info->is_start);
+    EXPECT_EQ(ram_usable_size(p), usable);
+    EXPECT_EQ(first_pattern_mismatch(p, size, size), size) << "the block's content changed";
+    expect_distinct_blocks(size, size > 1 * MiB ? 2 : 16, p, usable);
+    ram_free(p);
+    expect_no_report();
+  }
+  EXPECT_TRUE(w.intact());
+}
+
+TEST_F(BadInput, DoubleFreeOfASmallOrMediumBlockIsReportedAndDoesNotCorruptTheHeap) {
+  witness w;
+  for (std::size_t size : {std::size_t{16}, std::size_t{48}, std::size_t{1000}, small_max,
+                           20 * KiB, medium_max}) {
+    SCOPED_TRACE(testing::Message() << "size " << size);
+    const ram_stats start = ramalloc::get_stats();
+    void *p = ram_malloc(size);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x77, size);
+    ram_free(p);
+    expect_no_report();
+    ram_free(p);
+    expect_one_report(RAM_ERROR_DOUBLE_FREE, p);
+    EXPECT_EQ(ramalloc::get_stats().live_blocks, start.live_blocks);
+    // A double free that slipped into a free list would hand the block out twice.
+    expect_distinct_blocks(size, 64);
+    EXPECT_EQ(ramalloc::get_stats().live_blocks, start.live_blocks);
+  }
+  EXPECT_TRUE(w.intact());
+}
+
+TEST_F(BadInput, DoubleFreeAfterOtherFreesInThePageIsReported) {
+  // The block freed twice is no longer the head of its page's free list.
+  void *p = ram_malloc(32);
+  void *q = ram_malloc(32);
+  void *r = ram_malloc(32);
+  ASSERT_NE(p, nullptr);
+  ram_free(p);
+  ram_free(q);
+  ram_free(r);
+  expect_no_report();
+  ram_free(p);
+  expect_one_report(RAM_ERROR_DOUBLE_FREE, p);
+  expect_distinct_blocks(32, 5000);
+}
+
+TEST_F(BadInput, DoubleFreeOfALargeOrHugeBlockIsReported) {
+  witness w;
+  for (std::size_t size : {1 * MiB, 40 * MiB}) {
+    SCOPED_TRACE(testing::Message() << "size " << size);
+    void *p = ram_malloc(size);
+    ASSERT_NE(p, nullptr);
+    ram_free(p);
+    expect_no_report();
+    ram_free(p);
+    // Once a span or mapping has gone back, the pointer may be reported as foreign.
+    const auto reports = errors.reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_TRUE(reports[0].error == RAM_ERROR_DOUBLE_FREE ||
+                reports[0].error == RAM_ERROR_INVALID_FREE)
+        << error_name(reports[0].error);
+    EXPECT_EQ(reports[0].pointer, p);
+    errors.clear();
+    expect_distinct_blocks(size, 3);
+  }
+  EXPECT_TRUE(w.intact());
+}
+
+TEST(BadInputDeathTest, ForeignFreeAbortsWhenOnInvalidIsAbort) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  int on_stack = 0;
+  EXPECT_DEATH(
+      {
+        ramalloc::options o = ramalloc::get_options();
+        o.on_invalid = ramalloc::options::on_invalid_mode::abort;
+        ramalloc::set_options(o);
+        ram_free(&on_stack);
+      },
+      "");
+}
+
+TEST(BadInputDeathTest, DoubleFreeAbortsWhenOnInvalidIsAbort) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        ramalloc::options o = ramalloc::get_options();
+        o.on_invalid = ramalloc::options::on_invalid_mode::abort;
+        ramalloc::set_options(o);
+        void *p = ram_malloc(64);
+        ram_free(p);
+        ram_free(p);
+      },
+      "");
+}
+
+TEST(BadInputNoCallback, IgnoreModeKeepsRunningAfterABadFree) {
+  ramalloc::options saved = ramalloc::get_options();
+  ramalloc::options o = saved;
+  o.on_invalid = ramalloc::options::on_invalid_mode::ignore;
+  ramalloc::set_options(o);
+  const ram_stats before = ramalloc::get_stats();
+  int on_stack = 0;
+  ram_free(&on_stack);
+  EXPECT_EQ(ramalloc::get_stats().invalid_frees - before.invalid_frees, 1u);
+  void *p = ram_malloc(64);
+  EXPECT_NE(p, nullptr);
+  ram_free(p);
+  ramalloc::set_options(saved);
+}
+
+// --- realloc -----------------------------------------------------------------------
+
+TEST_F(BadInput, ReallocOfNullActsAsMalloc) {
+  const ram_stats before = ramalloc::get_stats();
+  void *p = ram_realloc(nullptr, 100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(addr(p) % 16, 0u);
+  EXPECT_GE(ram_usable_size(p), 100u);
+  ASSERT_TRUE(ramalloc::query(p).has_value());
+  EXPECT_TRUE(ramalloc::query(p)->is_start);
+  EXPECT_EQ(ramalloc::get_stats().live_blocks, before.live_blocks + 1);
+  ram_free(p);
+  expect_no_report();
+}
+
+TEST_F(BadInput, ReallocToZeroFreesTheBlockAndReturnsANewMinimumSizeBlock) {
+  void *p = ram_malloc(1000);
+  ASSERT_NE(p, nullptr);
+  const ram_stats before = ramalloc::get_stats();
+  void *q = ram_realloc(p, 0);
+  ASSERT_NE(q, nullptr) << "ram_realloc(p, 0) must return a new block, never NULL";
+  EXPECT_EQ(addr(q) % 16, 0u);
+  const auto info = ramalloc::query(q);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_TRUE(info->is_start);
+  EXPECT_LE(info->usable_size, 16u) << "a minimum-size block";
+  EXPECT_EQ(ramalloc::get_stats().live_blocks, before.live_blocks)
+      << "p must have been freed and q allocated";
+  ram_free(q);
+  expect_no_report();
+  EXPECT_EQ(ramalloc::get_stats().live_blocks, before.live_blocks - 1);
+}
+
+TEST_F(BadInput, ReallocGrowingAndShrinkingAcrossEverySizeKindPreservesContent) {
+  const std::size_t chain[] = {1,          16,         17,        100,      small_max,
+                               small_max + 1, medium_max, medium_max + 1, 5 * MiB,
+                               40 * MiB,   5 * MiB,    300 * KiB, 100,      8,
+                               40 * MiB,   1};
+  std::size_t old_size = chain[0];
+  auto *p = static_cast<unsigned char *>(ram_malloc(old_size));
+  ASSERT_NE(p, nullptr);
+  fill_pattern(p, old_size, 0);
+  for (std::size_t i = 1; i < sizeof chain / sizeof chain[0]; ++i) {
+    const std::size_t size = chain[i];
+    SCOPED_TRACE(testing::Message() << "realloc " << old_size << " -> " << size);
+    auto *q = static_cast<unsigned char *>(ram_realloc(p, size));
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(addr(q) % 16, 0u);
+    EXPECT_GE(ram_usable_size(q), size);
+    const std::size_t kept = std::min(old_size, size);
+    EXPECT_EQ(first_pattern_mismatch(q, kept, i - 1), kept) << "content lost";
+    fill_pattern(q, size, i);
+    p = q;
+    old_size = size;
+  }
+  ram_free(p);
+  expect_no_report();
+}
+
+TEST_F(BadInput, FailingReallocLeavesTheBlockIntactWithEnomem) {
+  for (std::size_t size : {std::size_t{24}, 20 * KiB, 2 * MiB, 40 * MiB}) {
+    SCOPED_TRACE(testing::Message() << "size " << size);
+    void *p = ram_malloc(size);
+    ASSERT_NE(p, nullptr);
+    fill_pattern(p, size, 77);
+    const std::size_t usable = ram_usable_size(p);
+    for (std::size_t huge : {SIZE_MAX, above_ptrdiff_max}) {
+      errno = 0;
+      EXPECT_EQ(ram_realloc(p, huge), nullptr);
+      EXPECT_EQ(errno, ENOMEM);
+    }
+    EXPECT_EQ(ram_usable_size(p), usable);
+    EXPECT_EQ(first_pattern_mismatch(p, size, 77), size);
+    ram_free(p);
+    expect_no_report();
+  }
+}

@@ -1,0 +1,225 @@
+// A heap over a caller's buffer allocates only from that buffer and never touches memory
+// outside it. The buffer sits between PROT_NONE guard pages (any access outside faults)
+// and the bytes between the buffer's ends and the guard pages hold canaries.
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+
+#include <stdexcept>
+#include <thread>
+
+using namespace ramalloc_test;
+
+namespace {
+
+constexpr std::size_t os_page = 4096;
+constexpr unsigned char canary = 0xCB;
+
+std::uintptr_t align_up(std::uintptr_t v, std::size_t a) { return (v + a - 1) & ~(a - 1); }
+std::uintptr_t align_down(std::uintptr_t v, std::size_t a) { return v & ~(a - 1); }
+
+/// `size` bytes starting `offset` bytes past a 64 KiB boundary, fenced by 1 MiB of
+/// PROT_NONE on each side; the slack between the buffer and the fence holds canaries.
+class guarded_buffer {
+public:
+  guarded_buffer(std::size_t size, std::size_t offset) : size_(size) {
+    const std::size_t guard = 1 * MiB;
+    total_ = guard + slice_size + align_up(offset + size, os_page) + guard;
+    base_ = ::mmap(nullptr, total_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base_ == MAP_FAILED) throw std::runtime_error("mmap failed");
+    data_ = reinterpret_cast<unsigned char *>(align_up(addr(base_) + guard, slice_size) +
+                                              offset);
+    rw_begin_ = reinterpret_cast<unsigned char *>(align_down(addr(data_), os_page));
+    rw_end_ = reinterpret_cast<unsigned char *>(align_up(addr(data_) + size, os_page));
+    if (::mprotect(rw_begin_, static_cast<std::size_t>(rw_end_ - rw_begin_),
+                   PROT_READ | PROT_WRITE) != 0)
+      throw std::runtime_error("mprotect failed");
+    std::memset(rw_begin_, canary, static_cast<std::size_t>(data_ - rw_begin_));
+    std::memset(data_ + size, canary, static_cast<std::size_t>(rw_end_ - (data_ + size)));
+  }
+  ~guarded_buffer() { ::munmap(base_, total_); }
+  guarded_buffer(const guarded_buffer &) = delete;
+  guarded_buffer &operator=(const guarded_buffer &) = delete;
+
+  void *data() const { return data_; }
+  std::size_t size() const { return size_; }
+  bool contains(const void *p, std::size_t n) const {
+    return addr(p) >= addr(data_) && addr(p) + n <= addr(data_) + size_ && addr(p) + n >= addr(p);
+  }
+  /// Canary bytes between the buffer's ends and the guard pages that were overwritten.
+  std::size_t damaged_canaries() const {
+    std::size_t damaged = 0;
+    for (const unsigned char *b = rw_begin_; b < data_; ++b) damaged += *b != canary;
+    for (const unsigned char *b = data_ + size_; b < rw_end_; ++b) damaged += *b != canary;
+    return damaged;
+  }
+
+private:
+  void *base_ = nullptr;
+  std::size_t total_ = 0;
+  std::size_t size_;
+  unsigned char *data_ = nullptr;
+  unsigned char *rw_begin_ = nullptr;
+  unsigned char *rw_end_ = nullptr;
+};
+
+struct request {
+  std::size_t size;
+  std::size_t align; // 0: natural alignment
+};
+
+struct block {
+  void *p;
+  std::size_t usable;
+  std::uint64_t tag;
+};
+
+/// Allocates round-robin over small, medium, large and aligned requests until every one
+/// of them returns nullptr; checks and fills every block. Returns the bytes obtained.
+std::size_t allocate_until_exhausted(ramalloc::heap &h, const guarded_buffer &buf,
+                                     std::vector<block> &blocks) {
+  const request requests[] = {{4, 0},       {16, 0},          {100, 0},
+                              {1000, 0},    {small_max, 0},   {20000, 0},
+                              {100000, 0},  {medium_max, 0},  {300 * KiB, 0},
+                              {1 * MiB, 0}, {5000, 4 * KiB},  {64, 64 * KiB}};
+  constexpr std::size_t kinds = sizeof requests / sizeof requests[0];
+  bool exhausted[kinds] = {};
+  std::size_t remaining = kinds, bytes = 0;
+  for (std::size_t i = 0; remaining > 0; i = (i + 1) % kinds) {
+    if (exhausted[i]) continue;
+    const request &r = requests[i];
+    // Alternate between the heap's own interface and the current-heap functions.
+    void *p = r.align != 0 ? (i % 2 ? h.acquire(r.size, r.align) : ramalloc::acquire(r.size, r.align))
+                           : (i % 2 ? h.acquire(r.size) : ramalloc::acquire(r.size));
+    if (p == nullptr) {
+      exhausted[i] = true;
+      --remaining;
+      continue;
+    }
+    const auto info = ramalloc::query(p);
+    if (!info) {
+      ADD_FAILURE() << "query does not know static-heap block " << p;
+      return bytes;
+    }
+    if (!buf.contains(p, info->usable_size)) {
+      ADD_FAILURE() << "block [" << p << ", +" << info->usable_size
+                    << ") lies outside the buffer [" << buf.data() << ", +" << buf.size()
+                    << ")";
+      return bytes;
+    }
+    EXPECT_EQ(info->owner, h.id());
+    EXPECT_GE(info->usable_size, r.size);
+    if (r.align != 0) {
+      EXPECT_EQ(addr(p) % r.align, 0u);
+    }
+    const std::uint64_t tag = blocks.size();
+    fill_pattern(p, info->usable_size, tag);
+    blocks.push_back({p, info->usable_size, tag});
+    bytes += info->usable_size;
+  }
+  return bytes;
+}
+
+void verify_and_free(std::vector<block> &blocks) {
+  std::size_t corrupted = 0;
+  for (const block &b : blocks)
+    corrupted += first_pattern_mismatch(b.p, b.usable, b.tag) != b.usable;
+  EXPECT_EQ(corrupted, 0u) << "blocks of the static heap overlap";
+  rng r(5);
+  for (std::size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[r.next() % i]);
+  for (const block &b : blocks) ramalloc::discard(b.p);
+  blocks.clear();
+}
+
+void exercise_static_heap(std::size_t size, std::size_t offset) {
+  guarded_buffer buf(size, offset);
+  std::vector<block> blocks;
+  blocks.reserve(size / 4 + 16);
+  {
+    ramalloc::heap h(buf.data(), buf.size());
+    ramalloc::heap_scope scope(h);
+
+    EXPECT_EQ(ramalloc::acquire(64 * MiB), nullptr) << "a huge request must not map memory";
+    EXPECT_EQ(ramalloc::acquire(2 * size), nullptr) << "more than the buffer cannot fit";
+
+    const std::size_t first = allocate_until_exhausted(h, buf, blocks);
+    ASSERT_FALSE(testing::Test::HasFailure());
+    EXPECT_GE(first, size / 2) << "the heap used less than half of its buffer";
+    verify_and_free(blocks);
+    h.flush();
+
+    const std::size_t second = allocate_until_exhausted(h, buf, blocks);
+    ASSERT_FALSE(testing::Test::HasFailure());
+    EXPECT_GE(second, first - first / 10)
+        << "after freeing everything, the buffer must be usable again";
+    verify_and_free(blocks);
+    h.flush();
+    EXPECT_EQ(buf.damaged_canaries(), 0u);
+  }
+  EXPECT_EQ(buf.damaged_canaries(), 0u) << "destroying the heap wrote outside the buffer";
+}
+
+} // namespace
+
+TEST(StaticBuffer, HeapOverSliceAlignedBufferStaysInsideItAndIsReusableAfterExhaustion) {
+  exercise_static_heap(4 * MiB, 0);
+}
+
+TEST(StaticBuffer, HeapOverMisalignedBufferStaysInsideItAndIsReusableAfterExhaustion) {
+  exercise_static_heap(3 * MiB + 1000, os_page + 16);
+}
+
+TEST(StaticBuffer, HeapOverSmallestAcceptedBufferAllocates) {
+  guarded_buffer buf(256 * KiB, 0);
+  {
+    ramalloc::heap h(buf.data(), buf.size());
+    void *p = h.acquire(16);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(buf.contains(p, 16));
+    std::memset(p, 0x11, 16);
+    ramalloc::discard(p);
+  }
+  EXPECT_EQ(buf.damaged_canaries(), 0u);
+}
+
+TEST(StaticBuffer, TooSmallBufferIsRejectedWithInvalidArgument) {
+  guarded_buffer buf(256 * KiB - 1, 0);
+  try {
+    ramalloc::heap h(buf.data(), buf.size());
+    ADD_FAILURE() << "a buffer of 256 KiB - 1 byte was accepted";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_STRNE(e.what(), "") << "the exception should give the reason";
+  }
+  EXPECT_THROW({ ramalloc::heap h(buf.data(), 0); }, std::invalid_argument);
+  EXPECT_THROW({ ramalloc::heap h(nullptr, 4 * MiB); }, std::invalid_argument);
+  EXPECT_EQ(buf.damaged_canaries(), 0u);
+}
+
+TEST(StaticBuffer, BlocksOfAStaticHeapCanBeFreedFromAnotherThread) {
+  guarded_buffer buf(2 * MiB, 0);
+  std::vector<void *> blocks;
+  {
+    ramalloc::heap h(buf.data(), buf.size());
+    ramalloc::heap_scope scope(h);
+    for (int i = 0; i < 1000; ++i) {
+      void *p = ramalloc::acquire(48);
+      ASSERT_NE(p, nullptr);
+      ASSERT_TRUE(buf.contains(p, 48));
+      blocks.push_back(p);
+    }
+    std::thread([&] {
+      for (void *p : blocks) ramalloc::discard(p);
+    }).join();
+    ramalloc::flush();
+    EXPECT_EQ(h.get_stats().live_blocks, 0u);
+    for (void *&p : blocks) {
+      p = ramalloc::acquire(48);
+      ASSERT_NE(p, nullptr);
+      ASSERT_TRUE(buf.contains(p, 48));
+    }
+    for (void *p : blocks) ramalloc::discard(p);
+  }
+  EXPECT_EQ(buf.damaged_canaries(), 0u);
+}

@@ -1,0 +1,248 @@
+// Helpers shared by the unit tests: resident-memory measurement, the size classes the
+// design promises, deterministic random numbers, fill patterns and an error-callback
+// recorder.
+//
+// Everything here allocates (if at all) through glibc's malloc: the unit tests link the
+// core only, never the malloc override.
+#pragma once
+
+#include <ramalloc/ramalloc.h>
+#include <ramalloc/ramalloc.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ramalloc_test {
+
+inline constexpr std::size_t KiB = std::size_t{1} << 10;
+inline constexpr std::size_t MiB = std::size_t{1} << 20;
+inline constexpr std::size_t GiB = std::size_t{1} << 30;
+
+inline constexpr std::size_t slice_size = 64 * KiB;
+inline constexpr std::size_t small_max = 8 * KiB;
+inline constexpr std::size_t medium_max = 256 * KiB;
+inline constexpr std::size_t large_max = 32 * MiB;
+
+/// True when the build runs under a sanitizer whose shadow memory makes resident-memory
+/// measurements meaningless.
+constexpr bool under_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||               \
+    __has_feature(memory_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
+/// Resident set size in bytes: the "resident" field of /proc/self/statm times the page
+/// size. Reads with open/read so measuring allocates nothing.
+inline std::size_t resident_bytes() {
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) std::abort();
+  char buf[256];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) std::abort();
+  buf[n] = '\0';
+  unsigned long long size_pages = 0, resident_pages = 0;
+  if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2) std::abort();
+  return static_cast<std::size_t>(resident_pages) *
+         static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+/// The block sizes of the size classes DESIGN.md specifies: 4, 8, 16..128 in steps of
+/// 16, then four classes per doubling up to 256 KiB (160, 192, 224, 256, 320, ...).
+inline std::vector<std::size_t> size_classes() {
+  std::vector<std::size_t> classes{4, 8};
+  for (std::size_t s = 16; s <= 128; s += 16) classes.push_back(s);
+  for (std::size_t base = 128; base < medium_max; base *= 2)
+    for (std::size_t step = 1; step <= 4; ++step) classes.push_back(base + step * base / 4);
+  return classes;
+}
+
+/// The size class a request of `size` bytes (1 <= size <= 256 KiB) must land in.
+inline std::size_t class_for(std::size_t size) {
+  for (std::size_t c : size_classes())
+    if (c >= size) return c;
+  return 0;
+}
+
+/// Request sizes that step through every class boundary (previous class + 1, class - 1,
+/// class) from 1 byte to 256 KiB, followed by large (span) and huge (own mapping) sizes.
+inline std::vector<std::size_t> boundary_sizes(bool with_large = true, bool with_huge = true) {
+  std::vector<std::size_t> sizes;
+  std::size_t previous = 0;
+  for (std::size_t c : size_classes()) {
+    sizes.push_back(previous + 1);
+    if (c - 1 > previous + 1) sizes.push_back(c - 1);
+    if (c > previous + 1) sizes.push_back(c);
+    previous = c;
+  }
+  if (with_large)
+    for (std::size_t s : {medium_max + 1, 300 * KiB, 512 * KiB - 1, 1 * MiB, 1 * MiB + 1,
+                          3 * MiB + 12345, 8 * MiB, large_max - 1, large_max})
+      sizes.push_back(s);
+  if (with_huge)
+    for (std::size_t s : {large_max + 1, 40 * MiB + 7, 64 * MiB}) sizes.push_back(s);
+  return sizes;
+}
+
+/// Largest power of two <= min(size, 16): the alignment acquire(size) promises.
+inline std::size_t natural_alignment(std::size_t size) {
+  std::size_t a = 1;
+  while (a * 2 <= std::min<std::size_t>(size, 16)) a *= 2;
+  return a;
+}
+
+inline std::uintptr_t addr(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+/// splitmix64: deterministic, seedable, allocation-free.
+class rng {
+public:
+  explicit rng(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [lo, hi].
+  std::size_t uniform(std::size_t lo, std::size_t hi) { return lo + next() % (hi - lo + 1); }
+  /// Log-uniform in [lo, hi]: every doubling equally likely.
+  std::size_t log_uniform(std::size_t lo, std::size_t hi) {
+    const double u = static_cast<double>(next() >> 11) / static_cast<double>(1ull << 53);
+    const double v = static_cast<double>(lo) *
+                     std::pow(static_cast<double>(hi) / static_cast<double>(lo), u);
+    return std::clamp(static_cast<std::size_t>(v), lo, hi);
+  }
+
+private:
+  std::uint64_t state_;
+};
+
+inline std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xFF51AFD7ED558CCDull;
+  x ^= x >> 33;
+  x *= 0xC4CEB9FE1A85EC53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+/// Word `w` (bytes 8w..8w+7) of the fill pattern of block number `tag`. Neighbouring
+/// tags give different bytes at every offset (with overwhelming probability), so a write
+/// that strays into a neighbour is seen when the neighbour is verified.
+inline std::uint64_t pattern_word(std::uint64_t tag, std::size_t w) {
+  return mix(tag * 0x9E3779B97F4A7C15ull + w + 1);
+}
+
+inline void fill_pattern(void *p, std::size_t n, std::uint64_t tag) {
+  auto *b = static_cast<unsigned char *>(p);
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const std::uint64_t h = pattern_word(tag, j / 8);
+    std::memcpy(b + j, &h, 8);
+  }
+  if (j < n) {
+    const std::uint64_t h = pattern_word(tag, j / 8);
+    std::memcpy(b + j, &h, n - j);
+  }
+}
+
+/// Offset of the first byte that differs from the pattern, or n when all match.
+inline std::size_t first_pattern_mismatch(const void *p, std::size_t n, std::uint64_t tag) {
+  const auto *b = static_cast<const unsigned char *>(p);
+  for (std::size_t j = 0; j < n; j += 8) {
+    const std::uint64_t h = pattern_word(tag, j / 8);
+    const std::size_t len = std::min<std::size_t>(8, n - j);
+    if (std::memcmp(b + j, &h, len) != 0) {
+      const auto *e = reinterpret_cast<const unsigned char *>(&h);
+      for (std::size_t k = 0; k < len; ++k)
+        if (b[j + k] != e[k]) return j + k;
+    }
+  }
+  return n;
+}
+
+/// Records every report made through the error callback while alive; restores the
+/// default handler (and the previous options) on destruction. With `mode` given, also
+/// sets options::on_invalid for its lifetime.
+class error_recorder {
+public:
+  struct report {
+    ram_error error;
+    const void *pointer;
+    std::string message;
+  };
+
+  explicit error_recorder(
+      ramalloc::options::on_invalid_mode mode = ramalloc::options::on_invalid_mode::warn)
+      : saved_(ramalloc::get_options()) {
+    reports_.reserve(64);
+    ramalloc::options o = saved_;
+    o.on_invalid = mode;
+    ramalloc::set_options(o);
+    ram_set_error_handler(&error_recorder::callback, this);
+  }
+  ~error_recorder() {
+    ram_set_error_handler(nullptr, nullptr);
+    ramalloc::set_options(saved_);
+  }
+  error_recorder(const error_recorder &) = delete;
+  error_recorder &operator=(const error_recorder &) = delete;
+
+  std::vector<report> reports() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return reports_;
+  }
+  std::size_t count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return reports_.size();
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reports_.clear();
+  }
+
+private:
+  static void callback(ram_error error, const void *pointer, const char *message,
+                       void *context) {
+    auto *self = static_cast<error_recorder *>(context);
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->reports_.push_back(report{error, pointer, message ? message : ""});
+  }
+
+  ramalloc::options saved_;
+  mutable std::mutex mutex_;
+  std::vector<report> reports_;
+};
+
+inline const char *error_name(ram_error e) {
+  switch (e) {
+  case RAM_ERROR_INVALID_FREE: return "RAM_ERROR_INVALID_FREE";
+  case RAM_ERROR_INTERIOR_FREE: return "RAM_ERROR_INTERIOR_FREE";
+  case RAM_ERROR_DOUBLE_FREE: return "RAM_ERROR_DOUBLE_FREE";
+  case RAM_ERROR_BAD_OPTION: return "RAM_ERROR_BAD_OPTION";
+  case RAM_ERROR_OUT_OF_MEMORY: return "RAM_ERROR_OUT_OF_MEMORY";
+  }
+  return "unknown ram_error";
+}
+
+} // namespace ramalloc_test
