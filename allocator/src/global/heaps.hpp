@@ -10,7 +10,7 @@
 namespace ramalloc::detail {
 
 /// The calling thread's current heap (its own, or one installed by heap_scope).
-extern thread_local heap_state *t_current;
+extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
 /// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
 /// memory. Called when t_current is null.

@@ -148,6 +148,12 @@ bool refill(heap_state *h, page *pg) noexcept {
   return false;
 }
 
+} // namespace
+
+void heap_unfull(heap_state *h, page *pg) noexcept { avail_push_back(h, pg); }
+
+namespace {
+
 bool is_queued(const page *pg) noexcept {
   return (pg->remote.load(std::memory_order_acquire) & remote_word::queued) != 0;
 }
@@ -312,19 +318,9 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
   return pg->start;
 }
 
-// --- frees ----------------------------------------------------------------------------
+// --- frees (the fast path is heap_free in heap.hpp) -----------------------------------
 
-namespace {
-
-/// The value bytes 4..7 of a free block hold: keyed by address, so user data equal to it
-/// by chance is a 1-in-2^32 event.
-std::uint32_t canary_of(const void *p) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uint64_t key = g_canary_key.load(std::memory_order_relaxed);
-  return static_cast<std::uint32_t>(((a ^ key) * 0x9E3779B97F4A7C15ull) >> 32) | 1u;
-}
-
-RAMALLOC_SLOW_PATH void page_emptied(heap_state *h, page *pg) noexcept {
+void page_emptied(heap_state *h, page *pg) noexcept {
   if (is_queued(pg)) { // still in the inbox: settling it there will retire it
     if (pg->size_class != large_class && !pg->in_avail) avail_push_back(h, pg);
     return;
@@ -336,18 +332,7 @@ RAMALLOC_SLOW_PATH void page_emptied(heap_state *h, page *pg) noexcept {
   page_now_empty(h, pg);
 }
 
-void free_local(heap_state *h, page *pg, std::byte *p, std::uint32_t off) noexcept {
-  __builtin_memcpy(p, &pg->local_free_head, sizeof(std::uint32_t));
-  pg->local_free_head = off;
-  if (pg->size_class != large_class) h->class_live[pg->size_class].sub(1);
-  if (--pg->used == 0) {
-    page_emptied(h, pg);
-  } else if (!pg->in_avail) {
-    avail_push_back(h, pg);
-  }
-}
-
-void free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept {
+void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept {
   std::uint64_t w = pg->remote.load(std::memory_order_relaxed);
   std::uint64_t next;
   do {
@@ -363,7 +348,7 @@ void free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) n
   }
 }
 
-free_result free_huge(region *r, void *p) noexcept {
+free_result heap_free_huge(region *r, void *p) noexcept {
   if (p != r->huge_start) return free_result::interior;
   heap_state *owner = r->owner.exchange(nullptr, std::memory_order_acq_rel);
   if (owner == nullptr) return free_result::double_free; // lost a race with another free
@@ -372,43 +357,6 @@ free_result free_huge(region *r, void *p) noexcept {
   page_map_unregister(r->base, r->map_size);
   os_pages::release(r->base, r->map_size);
   huge_region_recycle(r);
-  return free_result::freed;
-}
-
-} // namespace
-
-free_result heap_free(heap_state *current, void *ptr) noexcept {
-  region *r = region_of(ptr);
-  if (RAMALLOC_UNLIKELY(r == nullptr)) return free_result::not_ours;
-  if (RAMALLOC_UNLIKELY(r->kind == region_kind::huge)) return free_huge(r, ptr);
-  page *pg = span_of(r, ptr);
-  if (RAMALLOC_UNLIKELY(pg == nullptr)) return free_result::not_live;
-  auto *p = static_cast<std::byte *>(ptr);
-  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
-  // Only relaxed atomics are read before the block is known to be live: a wild pointer
-  // may race with the owner reformatting the page.
-  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  const bool tiny = bs == 4;
-  if (pg->capacity.load(std::memory_order_relaxed) == 1) { // a large span
-    if (off != 0) return free_result::interior;
-  } else {
-    const std::uint32_t idx = pg->block_index(off);
-    if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
-    if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
-  }
-  if (!tiny) {
-    std::uint32_t seen;
-    __builtin_memcpy(&seen, p + 4, sizeof seen);
-    const std::uint32_t mark = canary_of(p);
-    if (RAMALLOC_UNLIKELY(seen == mark)) return free_result::double_free;
-    __builtin_memcpy(p + 4, &mark, sizeof mark);
-  }
-  heap_state *owner = r->owner.load(std::memory_order_relaxed);
-  if (RAMALLOC_LIKELY(owner == current)) {
-    free_local(owner, pg, p, off);
-  } else {
-    free_remote(owner, pg, p, off);
-  }
   return free_result::freed;
 }
 

@@ -115,16 +115,69 @@ enum class free_result : std::uint8_t {
   double_free, // the block is already free
 };
 
+
+/// Random key for the double-free canary (set once at start-up).
+extern std::atomic<std::uint64_t> g_canary_key;
+
+/// The value bytes 4..7 of a free block hold: keyed by address, so user data equal to it
+/// by chance is a 1-in-2^32 event.
+RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uint64_t key = g_canary_key.load(std::memory_order_relaxed);
+  return static_cast<std::uint32_t>(((a ^ key) * 0x9E3779B97F4A7C15ull) >> 32) | 1u;
+}
+
+// Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
+// path that may lead to them as cold and move it out of line.
+__attribute__((noinline)) void page_emptied(heap_state *h, page *pg) noexcept;
+__attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
+void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
+RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
+
 /// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
 /// pages it owns are freed locally, others through their owner's remote word. O(1).
-free_result heap_free(heap_state *current, void *p) noexcept;
+RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
+  region *r = region_of(ptr);
+  if (RAMALLOC_UNLIKELY(r == nullptr)) return free_result::not_ours;
+  if (RAMALLOC_UNLIKELY(r->kind == region_kind::huge)) return heap_free_huge(r, ptr);
+  page *pg = span_of(r, ptr);
+  if (RAMALLOC_UNLIKELY(pg == nullptr)) return free_result::not_live;
+  auto *p = static_cast<std::byte *>(ptr);
+  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
+  // Only relaxed atomics are read before the block is known to be live: a wild pointer
+  // may race with the owner reformatting the page.
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+  if (RAMALLOC_UNLIKELY(pg->capacity.load(std::memory_order_relaxed) == 1)) { // a large span
+    if (off != 0) return free_result::interior;
+  } else {
+    const std::uint32_t idx = pg->block_index(off);
+    if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
+    if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
+  }
+  if (bs != 4) { // the 4-byte class has no room for a canary
+    std::uint32_t seen;
+    __builtin_memcpy(&seen, p + 4, sizeof seen);
+    const std::uint32_t mark = canary_of(p);
+    if (RAMALLOC_UNLIKELY(seen == mark)) return free_result::double_free;
+    __builtin_memcpy(p + 4, &mark, sizeof mark);
+  }
+  heap_state *owner = r->owner.load(std::memory_order_relaxed);
+  if (RAMALLOC_UNLIKELY(owner != current)) {
+    heap_free_remote(owner, pg, p, off);
+    return free_result::freed;
+  }
+  __builtin_memcpy(p, &pg->local_free_head, sizeof(std::uint32_t));
+  pg->local_free_head = off;
+  if (RAMALLOC_LIKELY(pg->size_class != large_class)) owner->class_live[pg->size_class].sub(1);
+  if (RAMALLOC_UNLIKELY(--pg->used == 0)) page_emptied(owner, pg);
+  else if (RAMALLOC_UNLIKELY(!pg->in_avail)) heap_unfull(owner, pg);
+  return free_result::freed;
+}
 
 /// Huge region descriptors come from a pool in metadata memory (never unmapped).
 region *huge_region_new() noexcept;
 void huge_region_recycle(region *r) noexcept;
 
-/// Random key for the double-free canary (set once at start-up).
-extern std::atomic<std::uint64_t> g_canary_key;
 
 /// Pays at most `budget` units of `h`'s debt; returns units still pending (a lower bound:
 /// 0 means nothing is payable now) and, in `spent`, the units paid.
