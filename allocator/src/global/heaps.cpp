@@ -16,7 +16,12 @@ constinit thread_local heap_state *t_current __attribute__((tls_model("initial-e
 namespace {
 
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_pool{};
+// Orphans: heaps whose owner is gone but which still hold live blocks or resident free
+// memory. Thread heaps may be adopted by a new thread; heaps made with the `heap` class
+// (possibly over a static buffer) must not become some thread's default heap, so they
+// wait on their own stack to be drained.
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphans{};
+constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphaned_user_heaps{};
 constinit std::atomic<heap_state *> g_all_heaps{nullptr};
 constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_orphan_count{0}, g_adopted{0};
 constinit std::atomic<std::uint64_t> g_invalid_frees{0};
@@ -66,6 +71,23 @@ void drop_static_region(heap_state *h) noexcept {
   h->reserve_done = false;
 }
 
+void orphan(heap_state *h) noexcept {
+  h->status.store(heap_status::orphaned, std::memory_order_relaxed);
+  g_orphan_count.fetch_add(1, std::memory_order_relaxed);
+  (h->thread_heap ? g_orphans : g_orphaned_user_heaps).push(h);
+}
+
+/// Takes an orphan for servicing: thread heaps and user heaps by turns, so neither
+/// kind starves the other.
+heap_state *take_orphan() noexcept {
+  static constinit std::atomic<unsigned> turn{0};
+  const bool user_first = (turn.fetch_add(1, std::memory_order_relaxed) & 1) != 0;
+  heap_state *o = user_first ? g_orphaned_user_heaps.pop() : g_orphans.pop();
+  if (o == nullptr) o = user_first ? g_orphans.pop() : g_orphaned_user_heaps.pop();
+  if (o != nullptr) g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+  return o;
+}
+
 void retire(heap_state *h) noexcept {
   drop_static_region(h);
   h->status.store(heap_status::pooled, std::memory_order_relaxed);
@@ -91,6 +113,7 @@ heap_state *heap_create() noexcept {
     } while (!g_all_heaps.compare_exchange_weak(top, h, std::memory_order_release, std::memory_order_relaxed));
   }
   h->status.store(heap_status::owned, std::memory_order_relaxed);
+  h->thread_heap = false;
   g_heaps_live.fetch_add(1, std::memory_order_relaxed);
   return h;
 }
@@ -106,6 +129,7 @@ heap_state *bind_thread() noexcept {
   } else {
     h = heap_create();
     if (h == nullptr) return nullptr;
+    h->thread_heap = true;
   }
   t_current = h;
   // Arms (or, during thread teardown, re-arms) the exit hook for this heap.
@@ -119,32 +143,24 @@ void heap_release(heap_state *h, bool drain) noexcept {
     retire(h);
     return;
   }
-  h->status.store(heap_status::orphaned, std::memory_order_relaxed);
-  g_orphan_count.fetch_add(1, std::memory_order_relaxed);
-  g_orphans.push(h);
+  orphan(h);
 }
 
 std::size_t service_orphans(std::size_t budget) noexcept {
   if (budget == 0) return 0;
-  heap_state *o = g_orphans.pop(); // exclusive: we own it until we push it back
+  heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
   if (o == nullptr) return 0;
-  g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
   std::size_t spent = 0;
   heap_reclaim(o, budget, &spent);
   o->orphans_serviced.add(1);
-  if (is_drained(o)) {
-    retire(o);
-  } else {
-    g_orphan_count.fetch_add(1, std::memory_order_relaxed);
-    g_orphans.push(o);
-  }
+  if (is_drained(o)) retire(o);
+  else orphan(o);
   return spent;
 }
 
 void flush_orphans() noexcept {
   heap_state *kept = nullptr;
-  while (heap_state *o = g_orphans.pop()) {
-    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+  while (heap_state *o = take_orphan()) {
     heap_flush(o);
     if (is_drained(o)) {
       retire(o);
@@ -155,8 +171,7 @@ void flush_orphans() noexcept {
   }
   while (kept != nullptr) {
     heap_state *next = kept->stack_next.load(std::memory_order_relaxed);
-    g_orphan_count.fetch_add(1, std::memory_order_relaxed);
-    g_orphans.push(kept);
+    orphan(kept);
     kept = next;
   }
 }

@@ -63,6 +63,7 @@ struct heap_state {
   heap_state *all_next = nullptr;        // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
   bool reserve_done = false;
+  bool thread_heap = false;              // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
 

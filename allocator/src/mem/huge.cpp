@@ -1,4 +1,4 @@
-// Huge blocks (above large_max): one 1 GiB-aligned mapping each, registered in the page
+// Huge blocks (above large_max): one mapping of whole 1 GiB granules each, registered in the page
 // map so query and free find them in O(1); freed straight back to the OS. Their
 // descriptors live in metadata memory, so a racing query never reads an unmapped header.
 #include <cerrno>
@@ -42,7 +42,10 @@ void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexce
     errno = ENOMEM;
     return nullptr;
   }
-  const std::size_t map = align_up(size, os_page_size);
+  // The mapping covers whole 1 GiB granules (address space only; untouched pages cost
+  // nothing), so no other mapping — a static buffer's, say — can share a page-map entry.
+  const std::size_t usable = align_up(size, os_page_size);
+  const std::size_t map = align_up(size, region_size);
   region *r = huge_region_new();
   void *mem = r != nullptr ? os_pages::reserve_aligned(map, region_size) : nullptr;
   if (mem == nullptr) {
@@ -56,11 +59,11 @@ void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexce
   r->kind = region_kind::huge;
   r->map_size = map;
   r->huge_start = r->base;
-  r->huge_usable = map;
+  r->huge_usable = usable;
   r->slice_count = r->first_slice = 0;
   r->owner.store(h, std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, mem, map), "huge mapping overlaps the page map");
-  h->huge_live_bytes.fetch_add(map, std::memory_order_relaxed);
+  h->huge_live_bytes.fetch_add(usable, std::memory_order_relaxed);
   h->huge_live_blocks.fetch_add(1, std::memory_order_relaxed);
   return mem;
 }

@@ -60,7 +60,6 @@ bool grow(heap_state *h) noexcept {
   RAMALLOC_CHECK(page_map_register(r, base, region_size), "fresh region overlaps the page map");
   h->regions.push_back(r);
   h->reserved.add(region_size);
-  h->committed.add(std::size_t{r->first_slice} * slice_size); // header pages (upper bound)
   insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
   return true;
 }
@@ -214,7 +213,8 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
   r->map_size = slices * slice_size;
   r->owner.store(h, std::memory_order_release);
   if (!page_map_register(r, b, r->map_size))
-    return "another static-buffer heap already uses this 1 GiB-aligned address range";
+    return "its 1 GiB-aligned address range already belongs to ramalloc (another static-buffer "
+           "heap, or a ramalloc region: a buffer allocated from ramalloc itself cannot be used)";
   h->static_region = r;
   h->regions.push_back(r);
   h->reserved.add(r->map_size);
