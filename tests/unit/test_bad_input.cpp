@@ -36,8 +36,8 @@ protected:
 
   void expect_no_report() {
     const auto reports = errors.reports();
-    EXPECT_EQ(reports.size(), 0u)
-        << "unexpected " << error_name(reports[0].error) << ": " << reports[0].message;
+    EXPECT_EQ(reports.size(), 0u) << "unexpected " << error_name(reports[0].error) << ": "
+                                  << reports[0].message;
     errors.clear();
   }
 };
@@ -56,11 +56,13 @@ struct witness {
   }
   bool intact() const {
     for (std::size_t i = 0; i < blocks.size(); ++i)
-      if (first_pattern_mismatch(blocks[i], sizes[i], i + 1000) != sizes[i]) return false;
+      if (first_pattern_mismatch(blocks[i], sizes[i], i + 1000) != sizes[i])
+        return false;
     return true;
   }
   ~witness() {
-    for (void *p : blocks) ram_free(p);
+    for (void *p : blocks)
+      ram_free(p);
   }
   std::vector<std::size_t> sizes;
 };
@@ -76,8 +78,8 @@ void expect_distinct_blocks(std::size_t size, std::size_t n, const void *still_l
     ASSERT_NE(p, nullptr);
     EXPECT_TRUE(starts.insert(addr(p)).second) << p << " handed out twice";
     if (still_live != nullptr) {
-      const bool overlaps = addr(p) < addr(still_live) + still_live_size &&
-                            addr(still_live) < addr(p) + size;
+      const bool overlaps =
+          addr(p) < addr(still_live) + still_live_size && addr(still_live) < addr(p) + size;
       EXPECT_FALSE(overlaps) << p << " overlaps the live block " << still_live;
     }
     fill_pattern(p, size, i);
@@ -85,7 +87,8 @@ void expect_distinct_blocks(std::size_t size, std::size_t n, const void *still_l
   }
   for (std::size_t i = 0; i < n; ++i)
     EXPECT_EQ(first_pattern_mismatch(blocks[i], size, i), size) << "block " << i;
-  for (void *p : blocks) ram_free(p);
+  for (void *p : blocks)
+    ram_free(p);
 }
 
 } // namespace
@@ -132,9 +135,9 @@ TEST_F(BadInput, CallocWhoseProductOverflowsReturnsNullWithEnomem) {
       {SIZE_MAX, 2},
       {2, SIZE_MAX},
       {SIZE_MAX, SIZE_MAX},
-      {std::size_t{1} << 32, std::size_t{1} << 32}, // wraps to exactly 0
+      {std::size_t{1} << 32, std::size_t{1} << 32},       // wraps to exactly 0
       {(std::size_t{1} << 32) + 1, std::size_t{1} << 32}, // wraps to a small size
-      {half_ptrdiff, 2}, // no wrap, but above PTRDIFF_MAX
+      {half_ptrdiff, 2},                                  // no wrap, but above PTRDIFF_MAX
   };
   for (const auto &[count, size] : cases) {
     SCOPED_TRACE(testing::Message() << "calloc(" << count << ", " << size << ")");
@@ -147,9 +150,9 @@ TEST_F(BadInput, CallocWhoseProductOverflowsReturnsNullWithEnomem) {
 // --- alignment ---------------------------------------------------------------------
 
 TEST_F(BadInput, AlignmentThatIsNotAPowerOfTwoReturnsNullWithEinval) {
-  for (std::size_t align : {std::size_t{0}, std::size_t{3}, std::size_t{12}, std::size_t{24},
-                            std::size_t{48}, std::size_t{100}, std::size_t{4097},
-                            (std::size_t{1} << 20) + 16, SIZE_MAX}) {
+  for (std::size_t align :
+       {std::size_t{0}, std::size_t{3}, std::size_t{12}, std::size_t{24}, std::size_t{48},
+        std::size_t{100}, std::size_t{4097}, (std::size_t{1} << 20) + 16, SIZE_MAX}) {
     SCOPED_TRACE(testing::Message() << "alignment " << align);
     errno = 0;
     EXPECT_EQ(ram_aligned_alloc(align, 64), nullptr);
@@ -197,8 +200,7 @@ TEST_F(BadInput, FreeOfForeignPointersIsReportedAndChangesNothing) {
   void *from_glibc = ::malloc(100);
   void *big_from_glibc = ::malloc(8 * MiB);
   std::memset(from_glibc, 0x42, 100);
-  void *no_access =
-      ::mmap(nullptr, 1 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *no_access = ::mmap(nullptr, 1 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(no_access, MAP_FAILED);
   void *wild[] = {&on_stack,
                   from_glibc,
@@ -266,8 +268,8 @@ TEST_F(BadInput, FreeOfAnInteriorPointerIsReportedAndTheBlockStaysLive) {
 
 TEST_F(BadInput, DoubleFreeOfASmallOrMediumBlockIsReportedAndDoesNotCorruptTheHeap) {
   witness w;
-  for (std::size_t size : {std::size_t{16}, std::size_t{48}, std::size_t{1000}, small_max,
-                           20 * KiB, medium_max}) {
+  for (std::size_t size :
+       {std::size_t{16}, std::size_t{48}, std::size_t{1000}, small_max, 20 * KiB, medium_max}) {
     SCOPED_TRACE(testing::Message() << "size " << size);
     const ram_stats start = ramalloc::get_stats();
     void *p = ram_malloc(size);
@@ -398,9 +400,13 @@ TEST_F(BadInput, ReallocToZeroFreesTheBlockAndReturnsANewMinimumSizeBlock) {
 }
 
 TEST_F(BadInput, ReallocGrowingAndShrinkingAcrossEverySizeKindPreservesContent) {
-  const std::size_t chain[] = {1,          16,         17,        100,      small_max,
-                               small_max + 1, medium_max, medium_max + 1, 5 * MiB,
-                               40 * MiB,   5 * MiB,    300 * KiB, 100,      8,
+  const std::size_t chain[] = {1,          16,
+                               17,         100,
+                               small_max,  small_max + 1,
+                               medium_max, medium_max + 1,
+                               5 * MiB,    40 * MiB,
+                               5 * MiB,    300 * KiB,
+                               100,        8,
                                40 * MiB,   1};
   std::size_t old_size = chain[0];
   auto *p = static_cast<unsigned char *>(ram_malloc(old_size));

@@ -100,7 +100,8 @@ TEST(CApi, RemoteFreesBecomeDebtThatFlushPaysInFull) {
   ram_stats before{};
   ram_get_stats(&before);
   std::thread([&] {
-    for (void *p : blocks) ram_free(p);
+    for (void *p : blocks)
+      ram_free(p);
   }).join();
 
   EXPECT_GT(ram_reclaim(1), 0u) << "frees from another thread must leave debt pending";

@@ -19,9 +19,8 @@ using mode = ramalloc::options::on_invalid_mode;
 
 bool same(const ramalloc::options &a, const ramalloc::options &b) {
   return a.purge_delay_ms == b.purge_delay_ms && a.purge_budget == b.purge_budget &&
-         a.reserve == b.reserve && a.page_cache == b.page_cache &&
-         a.debt_slice == b.debt_slice && a.verbose == b.verbose &&
-         a.on_invalid == b.on_invalid;
+         a.reserve == b.reserve && a.page_cache == b.page_cache && a.debt_slice == b.debt_slice &&
+         a.verbose == b.verbose && a.on_invalid == b.on_invalid;
 }
 
 class Options : public testing::Test {
@@ -165,7 +164,8 @@ struct child_result {
 child_result run_child(const std::string &environment) {
   char exe[4096];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return {};
+  if (n <= 0)
+    return {};
   exe[n] = '\0';
   const std::string command =
       "env " + std::string(child_marker) + "=1 " + environment + " '" + exe +
@@ -173,10 +173,12 @@ child_result run_child(const std::string &environment) {
       "--gtest_filter=OptionsChild.DISABLED_PrintsTheOptionsItStartedWith 2>&1";
   child_result result;
   FILE *pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
+  if (pipe == nullptr)
+    return result;
   char buf[4096];
   std::size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, got);
+  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0)
+    result.output.append(buf, got);
   result.status = ::pclose(pipe);
   return result;
 }
@@ -199,9 +201,8 @@ TEST(OptionsChild, DISABLED_PrintsTheOptionsItStartedWith) {
 }
 
 TEST(OptionsFromEnvironment, VariablesSetTheOptionsAtStartup) {
-  const child_result child =
-      run_child("RAMALLOC_PURGE_DELAY_MS=777 RAMALLOC_PURGE_BUDGET=2097152 "
-                "RAMALLOC_PAGE_CACHE=9");
+  const child_result child = run_child("RAMALLOC_PURGE_DELAY_MS=777 RAMALLOC_PURGE_BUDGET=2097152 "
+                                       "RAMALLOC_PAGE_CACHE=9");
   ramalloc::options expected;
   expected.purge_delay_ms = 777;
   expected.purge_budget = 2097152;

@@ -56,8 +56,8 @@ TEST(Query, ReportsNotOursForProtNoneMappingWithoutFaulting) {
   void *region = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(region, MAP_FAILED);
   auto *b = static_cast<char *>(region);
-  for (std::size_t off : {std::size_t{0}, std::size_t{1}, slice_size - 1, slice_size,
-                          len / 2 + 8, len - 1})
+  for (std::size_t off :
+       {std::size_t{0}, std::size_t{1}, slice_size - 1, slice_size, len / 2 + 8, len - 1})
     expect_not_ours(b + off);
   ::munmap(region, len);
 }
@@ -65,8 +65,7 @@ TEST(Query, ReportsNotOursForProtNoneMappingWithoutFaulting) {
 TEST(Query, ReportsNotOursForJustUnmappedAddresses) {
   ramalloc::discard(ramalloc::acquire(16));
   const std::size_t len = 2 * MiB;
-  void *region =
-      ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *region = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(region, MAP_FAILED);
   static_cast<char *>(region)[0] = 1;
   ASSERT_EQ(::munmap(region, len), 0);
@@ -92,7 +91,8 @@ TEST(Query, ReportsNotOursForWildValues) {
       UINTPTR_MAX - 15,
       UINTPTR_MAX,
   };
-  for (std::uintptr_t v : wild) expect_not_ours(reinterpret_cast<const void *>(v));
+  for (std::uintptr_t v : wild)
+    expect_not_ours(reinterpret_cast<const void *>(v));
 }
 
 TEST(Query, ReportsNotOursForAddressesAboveAndBelowOwnBlocksWithHighBitsSet) {
@@ -148,7 +148,8 @@ TEST(Query, ReportsUsableSizeOfTheSizeClassForSmallAndMediumRequests) {
 
 TEST(Query, ReportsLargeBlocksAsWholeSpansOfSlices) {
   for (std::size_t size : boundary_sizes(true, false)) {
-    if (size <= medium_max) continue;
+    if (size <= medium_max)
+      continue;
     SCOPED_TRACE(testing::Message() << "size " << size);
     void *p = ramalloc::acquire(size);
     ASSERT_NE(p, nullptr);

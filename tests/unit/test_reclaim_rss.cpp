@@ -28,16 +28,16 @@ std::size_t allocate_mixed(std::vector<block> &out, std::size_t total, bool with
   struct category {
     std::size_t lo, hi, bytes = 0;
   };
-  std::vector<category> cats{{16, small_max}, {small_max + 1, medium_max},
-                             {medium_max + 1, 4 * MiB}};
-  if (with_huge) cats.push_back({40 * MiB, 40 * MiB});
+  std::vector<category> cats{
+      {16, small_max}, {small_max + 1, medium_max}, {medium_max + 1, 4 * MiB}};
+  if (with_huge)
+    cats.push_back({40 * MiB, 40 * MiB});
   rng r(seed);
   std::size_t allocated = 0;
   while (allocated < total) {
-    auto cat = std::min_element(cats.begin(), cats.end(),
-                                [](const category &a, const category &b) {
-                                  return a.bytes < b.bytes;
-                                });
+    auto cat = std::min_element(cats.begin(), cats.end(), [](const category &a, const category &b) {
+      return a.bytes < b.bytes;
+    });
     const std::size_t size = r.log_uniform(cat->lo, cat->hi);
     void *p = ramalloc::acquire(size);
     if (p == nullptr) {
@@ -59,8 +59,10 @@ std::size_t allocate_mixed(std::vector<block> &out, std::size_t total, bool with
 /// Frees every block in a shuffled order, so frees are mixed across sizes and pages.
 void free_shuffled(std::vector<block> &blocks, std::uint64_t seed) {
   rng r(seed);
-  for (std::size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[r.next() % i]);
-  for (const block &b : blocks) ramalloc::discard(b.p);
+  for (std::size_t i = blocks.size(); i > 1; --i)
+    std::swap(blocks[i - 1], blocks[r.next() % i]);
+  for (const block &b : blocks)
+    ramalloc::discard(b.p);
   blocks.clear();
 }
 
@@ -83,7 +85,7 @@ TEST(ReclaimRss, FlushAfterFreeingOneGiBOfMixedObjectsReturnsRssToWithinFivePerc
     GTEST_SKIP() << "resident memory under a sanitizer measures its shadow memory";
 
   std::vector<block> blocks;
-  blocks.reserve(2'000'000);
+  blocks.reserve(600'000);
   std::memset(static_cast<void *>(blocks.data()), 0, blocks.capacity() * sizeof(block));
   warm_up(blocks);
 
@@ -113,7 +115,7 @@ TEST(ReclaimRss, ReclaimStepsAloneReturnRssAfterPurgeDelayPurgingAtMostPurgeBudg
   ramalloc::set_options(opts);
 
   std::vector<block> blocks;
-  blocks.reserve(2'000'000);
+  blocks.reserve(600'000);
   std::memset(static_cast<void *>(blocks.data()), 0, blocks.capacity() * sizeof(block));
   warm_up(blocks);
 
@@ -138,8 +140,8 @@ TEST(ReclaimRss, ReclaimStepsAloneReturnRssAfterPurgeDelayPurgingAtMostPurgeBudg
     ramalloc::reclaim(16);
     const std::uint64_t purged = ramalloc::get_stats().bytes_purged - before;
     ++steps;
-    ASSERT_LE(purged, opts.purge_budget) << "reclaim step " << steps << " purged " << purged
-                                         << " bytes, more than purge_budget";
+    ASSERT_LE(purged, opts.purge_budget)
+        << "reclaim step " << steps << " purged " << purged << " bytes, more than purge_budget";
     max_step = std::max<std::size_t>(max_step, purged);
     total_purged += purged;
     if (purged > 0)

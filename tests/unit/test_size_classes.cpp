@@ -28,8 +28,8 @@ std::size_t block_count_for(std::size_t size) {
 /// Allocates many blocks of `size` with `allocate`, checks alignment and usable size,
 /// fills each to its usable size with its own pattern, then verifies every pattern and
 /// that no two blocks overlap. Frees everything with `release`.
-void fill_and_verify_neighbours(std::size_t size, std::size_t align,
-                                const allocate_fn &allocate, void (*release)(void *)) {
+void fill_and_verify_neighbours(std::size_t size, std::size_t align, const allocate_fn &allocate,
+                                void (*release)(void *)) {
   SCOPED_TRACE(testing::Message() << "size " << size << ", alignment " << align);
   const std::size_t n = block_count_for(std::max(size, align));
   std::vector<block> blocks;
@@ -56,11 +56,16 @@ void fill_and_verify_neighbours(std::size_t size, std::size_t align,
   for (std::size_t i = 1; i < sorted.size(); ++i)
     ASSERT_LE(addr(sorted[i - 1].p) + sorted[i - 1].usable, addr(sorted[i].p))
         << "blocks " << sorted[i - 1].p << " and " << sorted[i].p << " overlap";
-  for (const block &b : blocks) release(b.p);
+  for (const block &b : blocks)
+    release(b.p);
 }
 
-void discard_block(void *p) { ramalloc::discard(p); }
-void free_block(void *p) { ram_free(p); }
+void discard_block(void *p) {
+  ramalloc::discard(p);
+}
+void free_block(void *p) {
+  ram_free(p);
+}
 
 } // namespace
 
@@ -69,7 +74,8 @@ TEST(SizeClasses, AcquireGivesNaturalAlignmentAndNeighboursStayIntact) {
     fill_and_verify_neighbours(
         size, natural_alignment(size), [](std::size_t s) { return ramalloc::acquire(s); },
         discard_block);
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
   }
 }
 
@@ -78,7 +84,8 @@ TEST(SizeClasses, CAcquireGivesNaturalAlignmentAndNeighboursStayIntact) {
     fill_and_verify_neighbours(
         size, natural_alignment(size), [](std::size_t s) { return ram_acquire(s); },
         [](void *p) { ram_discard(p); });
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
   }
 }
 
@@ -86,7 +93,8 @@ TEST(SizeClasses, MallocGivesSixteenByteAlignmentAndNeighboursStayIntact) {
   for (std::size_t size : boundary_sizes()) {
     fill_and_verify_neighbours(
         size, 16, [](std::size_t s) { return ram_malloc(s); }, free_block);
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
   }
 }
 
@@ -102,7 +110,8 @@ TEST(SizeClasses, CallocGivesSixteenByteAlignedZeroedBlocks) {
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(addr(p) % 16, 0u);
     std::size_t nonzero = 0;
-    for (std::size_t j = 0; j < size; ++j) nonzero += p[j] != 0;
+    for (std::size_t j = 0; j < size; ++j)
+      nonzero += p[j] != 0;
     EXPECT_EQ(nonzero, 0u) << "calloc(1, " << size << ") returned non-zero bytes";
     ram_free(p);
   }
@@ -132,19 +141,21 @@ TEST(SizeClasses, AlignedAcquireHonoursEveryPowerOfTwoUpToOneMiB) {
 TEST(SizeClasses, AlignedAcquireNeighboursStayIntact) {
   for (std::size_t align : {std::size_t{32}, std::size_t{64}, 4 * KiB, 64 * KiB}) {
     for (std::size_t size : boundary_sizes(true, false)) {
-      if (size > 4 * MiB) continue; // spans beyond this add nothing but time
+      if (size > 4 * MiB)
+        continue; // spans beyond this add nothing but time
       fill_and_verify_neighbours(
           size, align, [align](std::size_t s) { return ramalloc::acquire(s, align); },
           discard_block);
-      if (HasFatalFailure()) return;
+      if (HasFatalFailure())
+        return;
     }
   }
 }
 
 TEST(SizeClasses, AlignedAllocHonoursEveryPowerOfTwoUpToOneMiB) {
   for (std::size_t align = 1; align <= 1 * MiB; align *= 2) {
-    for (std::size_t size : {std::size_t{1}, std::size_t{3}, std::size_t{24}, align,
-                             align + 1, 3 * align, std::size_t{5000}}) {
+    for (std::size_t size : {std::size_t{1}, std::size_t{3}, std::size_t{24}, align, align + 1,
+                             3 * align, std::size_t{5000}}) {
       SCOPED_TRACE(testing::Message() << "size " << size << ", alignment " << align);
       void *p = ram_aligned_alloc(align, size);
       ASSERT_NE(p, nullptr);
@@ -170,7 +181,9 @@ TEST(SizeClasses, FourByteObjectsPackFourBytesApart) {
   }
   std::sort(addrs.begin(), addrs.end());
   std::size_t adjacent = 0;
-  for (std::size_t i = 1; i < n; ++i) adjacent += addrs[i] - addrs[i - 1] == 4;
+  for (std::size_t i = 1; i < n; ++i)
+    adjacent += addrs[i] - addrs[i - 1] == 4;
   EXPECT_EQ(adjacent, n - 1) << "4-byte blocks from a fresh heap should be packed densely";
-  for (std::uintptr_t a : addrs) ramalloc::discard(reinterpret_cast<void *>(a));
+  for (std::uintptr_t a : addrs)
+    ramalloc::discard(reinterpret_cast<void *>(a));
 }

@@ -1,12 +1,14 @@
 // A heap over a caller's buffer allocates only from that buffer and never touches memory
 // outside it. The buffer sits between PROT_NONE guard pages (any access outside faults)
 // and the bytes between the buffer's ends and the guard pages hold canaries.
+// Huge blocks of other heaps may land in the same 1 GiB range without harm.
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
@@ -17,8 +19,12 @@ namespace {
 constexpr std::size_t os_page = 4096;
 constexpr unsigned char canary = 0xCB;
 
-std::uintptr_t align_up(std::uintptr_t v, std::size_t a) { return (v + a - 1) & ~(a - 1); }
-std::uintptr_t align_down(std::uintptr_t v, std::size_t a) { return v & ~(a - 1); }
+std::uintptr_t align_up(std::uintptr_t v, std::size_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+std::uintptr_t align_down(std::uintptr_t v, std::size_t a) {
+  return v & ~(a - 1);
+}
 
 /// `size` bytes starting `offset` bytes past a 64 KiB boundary, fenced by 1 MiB of
 /// PROT_NONE on each side; the slack between the buffer and the fence holds canaries.
@@ -28,9 +34,9 @@ public:
     const std::size_t guard = 1 * MiB;
     total_ = guard + slice_size + align_up(offset + size, os_page) + guard;
     base_ = ::mmap(nullptr, total_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base_ == MAP_FAILED) throw std::runtime_error("mmap failed");
-    data_ = reinterpret_cast<unsigned char *>(align_up(addr(base_) + guard, slice_size) +
-                                              offset);
+    if (base_ == MAP_FAILED)
+      throw std::runtime_error("mmap failed");
+    data_ = reinterpret_cast<unsigned char *>(align_up(addr(base_) + guard, slice_size) + offset);
     rw_begin_ = reinterpret_cast<unsigned char *>(align_down(addr(data_), os_page));
     rw_end_ = reinterpret_cast<unsigned char *>(align_up(addr(data_) + size, os_page));
     if (::mprotect(rw_begin_, static_cast<std::size_t>(rw_end_ - rw_begin_),
@@ -51,8 +57,10 @@ public:
   /// Canary bytes between the buffer's ends and the guard pages that were overwritten.
   std::size_t damaged_canaries() const {
     std::size_t damaged = 0;
-    for (const unsigned char *b = rw_begin_; b < data_; ++b) damaged += *b != canary;
-    for (const unsigned char *b = data_ + size_; b < rw_end_; ++b) damaged += *b != canary;
+    for (const unsigned char *b = rw_begin_; b < data_; ++b)
+      damaged += *b != canary;
+    for (const unsigned char *b = data_ + size_; b < rw_end_; ++b)
+      damaged += *b != canary;
     return damaged;
   }
 
@@ -80,19 +88,20 @@ struct block {
 /// of them returns nullptr; checks and fills every block. Returns the bytes obtained.
 std::size_t allocate_until_exhausted(ramalloc::heap &h, const guarded_buffer &buf,
                                      std::vector<block> &blocks) {
-  const request requests[] = {{4, 0},       {16, 0},          {100, 0},
-                              {1000, 0},    {small_max, 0},   {20000, 0},
-                              {100000, 0},  {medium_max, 0},  {300 * KiB, 0},
-                              {1 * MiB, 0}, {5000, 4 * KiB},  {64, 64 * KiB}};
+  const request requests[] = {{4, 0},         {16, 0},      {100, 0},        {1000, 0},
+                              {small_max, 0}, {20000, 0},   {100000, 0},     {medium_max, 0},
+                              {300 * KiB, 0}, {1 * MiB, 0}, {5000, 4 * KiB}, {64, 64 * KiB}};
   constexpr std::size_t kinds = sizeof requests / sizeof requests[0];
   bool exhausted[kinds] = {};
   std::size_t remaining = kinds, bytes = 0;
   for (std::size_t i = 0; remaining > 0; i = (i + 1) % kinds) {
-    if (exhausted[i]) continue;
+    if (exhausted[i])
+      continue;
     const request &r = requests[i];
     // Alternate between the heap's own interface and the current-heap functions.
-    void *p = r.align != 0 ? (i % 2 ? h.acquire(r.size, r.align) : ramalloc::acquire(r.size, r.align))
-                           : (i % 2 ? h.acquire(r.size) : ramalloc::acquire(r.size));
+    void *p = r.align != 0
+                  ? (i % 2 ? h.acquire(r.size, r.align) : ramalloc::acquire(r.size, r.align))
+                  : (i % 2 ? h.acquire(r.size) : ramalloc::acquire(r.size));
     if (p == nullptr) {
       exhausted[i] = true;
       --remaining;
@@ -104,9 +113,8 @@ std::size_t allocate_until_exhausted(ramalloc::heap &h, const guarded_buffer &bu
       return bytes;
     }
     if (!buf.contains(p, info->usable_size)) {
-      ADD_FAILURE() << "block [" << p << ", +" << info->usable_size
-                    << ") lies outside the buffer [" << buf.data() << ", +" << buf.size()
-                    << ")";
+      ADD_FAILURE() << "block [" << p << ", +" << info->usable_size << ") lies outside the buffer ["
+                    << buf.data() << ", +" << buf.size() << ")";
       return bytes;
     }
     EXPECT_EQ(info->owner, h.id());
@@ -128,8 +136,10 @@ void verify_and_free(std::vector<block> &blocks) {
     corrupted += first_pattern_mismatch(b.p, b.usable, b.tag) != b.usable;
   EXPECT_EQ(corrupted, 0u) << "blocks of the static heap overlap";
   rng r(5);
-  for (std::size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[r.next() % i]);
-  for (const block &b : blocks) ramalloc::discard(b.p);
+  for (std::size_t i = blocks.size(); i > 1; --i)
+    std::swap(blocks[i - 1], blocks[r.next() % i]);
+  for (const block &b : blocks)
+    ramalloc::discard(b.p);
   blocks.clear();
 }
 
@@ -171,6 +181,20 @@ TEST(StaticBuffer, HeapOverMisalignedBufferStaysInsideItAndIsReusableAfterExhaus
   exercise_static_heap(3 * MiB + 1000, os_page + 16);
 }
 
+TEST(StaticBuffer, HeapCreatedAfterAnOsHeapWasDestroyedStaysInsideItsBuffer) {
+  // Heap descriptors are pooled: the static heap may reuse this one's descriptor, and must
+  // not inherit its OS memory.
+  {
+    ramalloc::heap os_heap;
+    for (std::size_t size : {std::size_t{64}, 20 * KiB, 1 * MiB, 8 * MiB}) {
+      void *p = os_heap.acquire(size);
+      ASSERT_NE(p, nullptr);
+      ramalloc::discard(p);
+    }
+  }
+  exercise_static_heap(4 * MiB, 0);
+}
+
 TEST(StaticBuffer, HeapOverSmallestAcceptedBufferAllocates) {
   guarded_buffer buf(256 * KiB, 0);
   {
@@ -210,7 +234,8 @@ TEST(StaticBuffer, BlocksOfAStaticHeapCanBeFreedFromAnotherThread) {
       blocks.push_back(p);
     }
     std::thread([&] {
-      for (void *p : blocks) ramalloc::discard(p);
+      for (void *p : blocks)
+        ramalloc::discard(p);
     }).join();
     ramalloc::flush();
     EXPECT_EQ(h.get_stats().live_blocks, 0u);
@@ -219,7 +244,36 @@ TEST(StaticBuffer, BlocksOfAStaticHeapCanBeFreedFromAnotherThread) {
       ASSERT_NE(p, nullptr);
       ASSERT_TRUE(buf.contains(p, 48));
     }
-    for (void *p : blocks) ramalloc::discard(p);
+    for (void *p : blocks)
+      ramalloc::discard(p);
   }
   EXPECT_EQ(buf.damaged_canaries(), 0u);
+}
+
+TEST(StaticBuffer, HugeBlocksOfOtherHeapsCoexistWithAStaticHeapOverMallocMemory) {
+  // glibc serves a big malloc with its own mmap, in the area where the kernel also puts
+  // the next huge mapping: the two often share a 1 GiB-aligned range.
+  ramalloc::discard(ramalloc::acquire(40 * MiB)); // the allocator's own mappings exist
+  void *buffer = ::malloc(8 * MiB);
+  ASSERT_NE(buffer, nullptr);
+  {
+    ramalloc::heap arena(buffer, 8 * MiB);
+    void *in_arena = arena.acquire(1000);
+    ASSERT_NE(in_arena, nullptr);
+    for (int i = 0; i < 8; ++i) {
+      auto *huge = static_cast<char *>(ramalloc::acquire(40 * MiB)); // the thread's heap
+      ASSERT_NE(huge, nullptr);
+      huge[0] = 1;
+      huge[40 * MiB - 1] = 2;
+      const auto info = ramalloc::query(huge + 20 * MiB);
+      ASSERT_TRUE(info.has_value());
+      EXPECT_EQ(info->start, huge);
+      EXPECT_EQ(info->owner, ramalloc::current_heap().id());
+      ramalloc::discard(huge);
+    }
+    ASSERT_TRUE(ramalloc::query(in_arena).has_value());
+    EXPECT_EQ(ramalloc::query(in_arena)->owner, arena.id());
+    ramalloc::discard(in_arena);
+  }
+  ::free(buffer);
 }

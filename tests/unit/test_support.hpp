@@ -40,7 +40,7 @@ constexpr bool under_sanitizer() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   return true;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||               \
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
     __has_feature(memory_sanitizer)
   return true;
 #else
@@ -55,14 +55,17 @@ constexpr bool under_sanitizer() {
 /// size. Reads with open/read so measuring allocates nothing.
 inline std::size_t resident_bytes() {
   const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) std::abort();
+  if (fd < 0)
+    std::abort();
   char buf[256];
   const ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
-  if (n <= 0) std::abort();
+  if (n <= 0)
+    std::abort();
   buf[n] = '\0';
   unsigned long long size_pages = 0, resident_pages = 0;
-  if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2) std::abort();
+  if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2)
+    std::abort();
   return static_cast<std::size_t>(resident_pages) *
          static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
@@ -71,16 +74,19 @@ inline std::size_t resident_bytes() {
 /// 16, then four classes per doubling up to 256 KiB (160, 192, 224, 256, 320, ...).
 inline std::vector<std::size_t> size_classes() {
   std::vector<std::size_t> classes{4, 8};
-  for (std::size_t s = 16; s <= 128; s += 16) classes.push_back(s);
+  for (std::size_t s = 16; s <= 128; s += 16)
+    classes.push_back(s);
   for (std::size_t base = 128; base < medium_max; base *= 2)
-    for (std::size_t step = 1; step <= 4; ++step) classes.push_back(base + step * base / 4);
+    for (std::size_t step = 1; step <= 4; ++step)
+      classes.push_back(base + step * base / 4);
   return classes;
 }
 
 /// The size class a request of `size` bytes (1 <= size <= 256 KiB) must land in.
 inline std::size_t class_for(std::size_t size) {
   for (std::size_t c : size_classes())
-    if (c >= size) return c;
+    if (c >= size)
+      return c;
   return 0;
 }
 
@@ -91,8 +97,10 @@ inline std::vector<std::size_t> boundary_sizes(bool with_large = true, bool with
   std::size_t previous = 0;
   for (std::size_t c : size_classes()) {
     sizes.push_back(previous + 1);
-    if (c - 1 > previous + 1) sizes.push_back(c - 1);
-    if (c > previous + 1) sizes.push_back(c);
+    if (c - 1 > previous + 1)
+      sizes.push_back(c - 1);
+    if (c > previous + 1)
+      sizes.push_back(c);
     previous = c;
   }
   if (with_large)
@@ -100,18 +108,22 @@ inline std::vector<std::size_t> boundary_sizes(bool with_large = true, bool with
                           3 * MiB + 12345, 8 * MiB, large_max - 1, large_max})
       sizes.push_back(s);
   if (with_huge)
-    for (std::size_t s : {large_max + 1, 40 * MiB + 7, 64 * MiB}) sizes.push_back(s);
+    for (std::size_t s : {large_max + 1, 40 * MiB + 7, 64 * MiB})
+      sizes.push_back(s);
   return sizes;
 }
 
 /// Largest power of two <= min(size, 16): the alignment acquire(size) promises.
 inline std::size_t natural_alignment(std::size_t size) {
   std::size_t a = 1;
-  while (a * 2 <= std::min<std::size_t>(size, 16)) a *= 2;
+  while (a * 2 <= std::min<std::size_t>(size, 16))
+    a *= 2;
   return a;
 }
 
-inline std::uintptr_t addr(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
+inline std::uintptr_t addr(const void *p) {
+  return reinterpret_cast<std::uintptr_t>(p);
+}
 
 /// splitmix64: deterministic, seedable, allocation-free.
 class rng {
@@ -128,8 +140,8 @@ public:
   /// Log-uniform in [lo, hi]: every doubling equally likely.
   std::size_t log_uniform(std::size_t lo, std::size_t hi) {
     const double u = static_cast<double>(next() >> 11) / static_cast<double>(1ull << 53);
-    const double v = static_cast<double>(lo) *
-                     std::pow(static_cast<double>(hi) / static_cast<double>(lo), u);
+    const double v =
+        static_cast<double>(lo) * std::pow(static_cast<double>(hi) / static_cast<double>(lo), u);
     return std::clamp(static_cast<std::size_t>(v), lo, hi);
   }
 
@@ -175,7 +187,8 @@ inline std::size_t first_pattern_mismatch(const void *p, std::size_t n, std::uin
     if (std::memcmp(b + j, &h, len) != 0) {
       const auto *e = reinterpret_cast<const unsigned char *>(&h);
       for (std::size_t k = 0; k < len; ++k)
-        if (b[j + k] != e[k]) return j + k;
+        if (b[j + k] != e[k])
+          return j + k;
     }
   }
   return n;
@@ -222,8 +235,7 @@ public:
   }
 
 private:
-  static void callback(ram_error error, const void *pointer, const char *message,
-                       void *context) {
+  static void callback(ram_error error, const void *pointer, const char *message, void *context) {
     auto *self = static_cast<error_recorder *>(context);
     std::lock_guard<std::mutex> lock(self->mutex_);
     self->reports_.push_back(report{error, pointer, message ? message : ""});
@@ -236,11 +248,16 @@ private:
 
 inline const char *error_name(ram_error e) {
   switch (e) {
-  case RAM_ERROR_INVALID_FREE: return "RAM_ERROR_INVALID_FREE";
-  case RAM_ERROR_INTERIOR_FREE: return "RAM_ERROR_INTERIOR_FREE";
-  case RAM_ERROR_DOUBLE_FREE: return "RAM_ERROR_DOUBLE_FREE";
-  case RAM_ERROR_BAD_OPTION: return "RAM_ERROR_BAD_OPTION";
-  case RAM_ERROR_OUT_OF_MEMORY: return "RAM_ERROR_OUT_OF_MEMORY";
+  case RAM_ERROR_INVALID_FREE:
+    return "RAM_ERROR_INVALID_FREE";
+  case RAM_ERROR_INTERIOR_FREE:
+    return "RAM_ERROR_INTERIOR_FREE";
+  case RAM_ERROR_DOUBLE_FREE:
+    return "RAM_ERROR_DOUBLE_FREE";
+  case RAM_ERROR_BAD_OPTION:
+    return "RAM_ERROR_BAD_OPTION";
+  case RAM_ERROR_OUT_OF_MEMORY:
+    return "RAM_ERROR_OUT_OF_MEMORY";
   }
   return "unknown ram_error";
 }

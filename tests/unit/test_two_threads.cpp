@@ -42,7 +42,8 @@ public:
   bool take_all(std::deque<handoff> &out) {
     std::unique_lock<std::mutex> lock(mutex_);
     ready_.wait(lock, [&] { return !items_.empty() || closed_; });
-    if (items_.empty()) return false;
+    if (items_.empty())
+      return false;
     out.swap(items_);
     return true;
   }
@@ -80,7 +81,9 @@ private:
 };
 
 /// Block `seq` holds its sequence number in its first 8 bytes and a pattern after it.
-std::size_t size_for(std::uint64_t seq) { return 8 + (seq * 37) % 505; }
+std::size_t size_for(std::uint64_t seq) {
+  return 8 + (seq * 37) % 505;
+}
 
 void tag(void *p, std::uint64_t seq, std::size_t size) {
   std::memcpy(p, &seq, sizeof seq);
@@ -146,7 +149,8 @@ TEST(TwoThreads, BlocksFreedByAnotherThreadAreNeitherLostNorHandedOutTwiceWhileL
     }
     tag(p, seq, size);
     queue.push({p, seq, size});
-    if (seq % 256 == 255) ramalloc::reclaim(8); // pay for the remote frees, as a loop would
+    if (seq % 256 == 255)
+      ramalloc::reclaim(8); // pay for the remote frees, as a loop would
   }
   queue.close();
   consumer.join();

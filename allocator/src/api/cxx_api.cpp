@@ -141,7 +141,7 @@ heap::heap() : state_(heap_create()), owned_(true) {
   if (state_ == nullptr) throw std::bad_alloc();
 }
 
-heap::heap(void *buffer, std::size_t size) : state_(heap_create()), owned_(true) {
+heap::heap(void *buffer, std::size_t size) : state_(heap_create(/*without_memory=*/true)), owned_(true) {
   if (state_ == nullptr) throw std::bad_alloc();
   if (const char *why = heap_init_static(state_, buffer, size)) {
     heap_release(state_, false);

@@ -97,10 +97,14 @@ void retire(heap_state *h) noexcept {
 
 } // namespace
 
-heap_state *heap_create() noexcept {
+heap_state *heap_create(bool without_memory) noexcept {
   load_options_once();
   pthread_once(&g_key_once, create_key);
   heap_state *h = g_pool.pop();
+  if (h != nullptr && without_memory && !h->regions.empty()) {
+    g_pool.push(h);
+    h = nullptr;
+  }
   if (h == nullptr) {
     void *mem = meta_alloc(sizeof(heap_state), alignof(heap_state));
     if (mem == nullptr) return nullptr;

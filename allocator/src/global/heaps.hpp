@@ -22,8 +22,10 @@ RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
   return h;
 }
 
-/// A fresh (or pooled) heap owned by the caller; nullptr when out of memory.
-heap_state *heap_create() noexcept;
+/// A fresh (or pooled) heap owned by the caller; nullptr when out of memory. With
+/// `without_memory`, a heap that owns no region yet (for static-buffer heaps, which must
+/// not inherit OS memory from a pooled descriptor).
+heap_state *heap_create(bool without_memory = false) noexcept;
 /// Ends the caller's ownership: retires the heap to the pool when it holds no live block
 /// and no debt, otherwise orphans it for other threads to drain. O(1) unless `drain`
 /// (then the heap is flushed first).
