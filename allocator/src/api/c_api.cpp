@@ -13,28 +13,8 @@ using namespace ramalloc;
 using namespace ramalloc::detail;
 
 namespace {
-
-void *malloc_impl(std::size_t size) noexcept {
-  steps_begin();
-  heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_malloc(h, size) : (errno = ENOMEM, nullptr);
-  steps_end_acquire();
-  return p;
-}
-
-void *aligned_impl(std::size_t align, std::size_t size) noexcept {
-  if (!is_pow2(align)) {
-    errno = EINVAL;
-    return nullptr;
-  }
-  heap_state *h = current_state();
-  if (h == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  return alloc_aligned(h, size, align < 16 ? 16 : align);
-}
-
+void *malloc_impl(std::size_t size) noexcept { return malloc_counted(size); }
+void *aligned_impl(std::size_t align, std::size_t size) noexcept { return aligned_counted(align, size); }
 } // namespace
 
 extern "C" {

@@ -44,12 +44,8 @@ inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) n
   return alloc_big(h, size, align < slice_size ? slice_size : align);
 }
 
-/// Frees and reports what heap_free rejected. Returns whether the pointer was freed.
-inline bool free_and_report(void *p) noexcept {
-  steps_begin();
-  const free_result r = heap_free(t_current, p);
-  steps_end_discard();
-  if (RAMALLOC_LIKELY(r == free_result::freed)) return true;
+/// Reports a free that heap_free rejected (and counts it).
+RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept {
   count_invalid_free();
   switch (r) {
   case free_result::not_ours:
@@ -67,7 +63,45 @@ inline bool free_and_report(void *p) noexcept {
   case free_result::freed:
     break;
   }
+}
+
+/// Frees `p` from the calling thread (with the debug step count around it).
+RAMALLOC_FAST_PATH free_result free_counted(void *p) noexcept {
+  steps_begin();
+  const free_result r = heap_free(t_current, p);
+  steps_end_discard();
+  return r;
+}
+
+/// Frees and reports what heap_free rejected. Returns whether the pointer was freed.
+RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
+  const free_result r = free_counted(p);
+  if (RAMALLOC_LIKELY(r == free_result::freed)) return true;
+  report_bad_free(p, r);
   return false;
+}
+
+/// malloc-style allocation for the calling thread (debug step count around it).
+RAMALLOC_FAST_PATH void *malloc_counted(std::size_t size) noexcept {
+  steps_begin();
+  heap_state *h = current_state();
+  void *p = RAMALLOC_LIKELY(h != nullptr) ? alloc_malloc(h, size) : (errno = ENOMEM, nullptr);
+  steps_end_acquire();
+  return p;
+}
+
+/// Aligned malloc-style allocation (at least 16-byte alignment); EINVAL unless `align` is
+/// a power of two.
+inline void *aligned_counted(std::size_t align, std::size_t size) noexcept {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  steps_begin();
+  heap_state *h = current_state();
+  void *p = h != nullptr ? alloc_aligned(h, size, align < 16 ? 16 : align) : (errno = ENOMEM, nullptr);
+  steps_end_acquire();
+  return p;
 }
 
 } // namespace ramalloc::detail
