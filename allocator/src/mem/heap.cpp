@@ -173,7 +173,6 @@ void page_now_empty(heap_state *h, page *pg) noexcept {
 
 void large_release(heap_state *h, page *pg) noexcept {
   h->large_live_bytes.sub(pg->block_size.load(std::memory_order_relaxed));
-  h->large_live_blocks.sub(1);
   span_free(h, pg, false);
 }
 
@@ -185,6 +184,7 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
     h->remote_frees.add(remote_word::count(w));
     if (remote_word::count(w) != 0) {
       pg->used = 0;
+      h->class_live[large_class].sub(1);
       large_release(h, pg);
     }
     return;
@@ -312,7 +312,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
   h->large_live_bytes.add(bytes);
-  h->large_live_blocks.add(1);
+  h->class_live[large_class].add(1);
   // A dirty span may hold an old block's double-free canary at this address.
   __builtin_memset(pg->start + 4, 0, 4);
   return pg->start;
@@ -358,6 +358,16 @@ free_result heap_free_huge(region *r, void *p) noexcept {
   os_pages::release(r->base, r->map_size);
   huge_region_recycle(r);
   return free_result::freed;
+}
+
+free_result heap_free_other(heap_state *current, void *ptr) noexcept {
+  region *r = region_of(ptr);
+  if (r == nullptr) return free_result::not_ours;
+  if (r->kind == region_kind::huge) return heap_free_huge(r, ptr);
+  page *pg = span_of(r, ptr);
+  if (pg == nullptr) return free_result::not_live;
+  const auto off = static_cast<std::uint32_t>(static_cast<std::byte *>(ptr) - r->slice_address(r->index_of(pg)));
+  return free_in_page(current, r, pg, ptr, off);
 }
 
 // --- debt ------------------------------------------------------------------------------
@@ -417,8 +427,8 @@ void heap_flush(heap_state *h) noexcept {
 }
 
 std::uint64_t heap_live_blocks(const heap_state *h) noexcept {
-  std::uint64_t n = h->large_live_blocks.get() + h->huge_live_blocks.load(std::memory_order_relaxed);
-  for (const auto &c : h->class_live) n += c.get();
+  std::uint64_t n = h->huge_live_blocks.load(std::memory_order_relaxed);
+  for (const auto &c : h->class_live) n += c.get(); // large spans included
   return n;
 }
 

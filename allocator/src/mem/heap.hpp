@@ -34,6 +34,8 @@ struct owner_counter {
 
 enum class heap_status : std::uint8_t { pooled, owned, orphaned };
 
+static_assert(large_class == class_count, "large spans count in class_live[class_count]");
+
 struct heap_state {
   // --- owner-only; the fast path reads `current` ---
   page *current[class_count];
@@ -52,8 +54,8 @@ struct heap_state {
   std::atomic<std::uint64_t> inbox_count{0};
 
   // --- statistics ---
-  owner_counter class_live[class_count]; // live blocks per class
-  owner_counter large_live_bytes, large_live_blocks;
+  owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
+  owner_counter large_live_bytes;
   std::atomic<std::uint64_t> huge_live_bytes{0}, huge_live_blocks{0}; // freed from any thread
   owner_counter committed, reserved, remote_frees, pages_purged, bytes_purged;
   owner_counter orphans_serviced;
@@ -120,12 +122,11 @@ enum class free_result : std::uint8_t {
 /// Random key for the double-free canary (set once at start-up).
 extern std::atomic<std::uint64_t> g_canary_key;
 
-/// The value bytes 4..7 of a free block hold: keyed by address, so user data equal to it
-/// by chance is a 1-in-2^32 event.
+/// The value bytes 4..7 of a free block hold: keyed by address and a per-process random
+/// key, so user data equal to it by chance is a 1-in-2^32 event.
 RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const std::uint64_t key = g_canary_key.load(std::memory_order_relaxed);
-  return static_cast<std::uint32_t>(((a ^ key) * 0x9E3779B97F4A7C15ull) >> 32) | 1u;
+  return static_cast<std::uint32_t>((a >> 3) ^ g_canary_key.load(std::memory_order_relaxed)) | 1u;
 }
 
 // Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
@@ -134,28 +135,22 @@ __attribute__((noinline)) void page_emptied(heap_state *h, page *pg) noexcept;
 __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
+/// Frees from a region that is not a standard OS region (static buffer, huge, none).
+RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
 
-/// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
-/// pages it owns are freed locally, others through their owner's remote word. O(1).
-RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
-  region *r = region_of(ptr);
-  if (RAMALLOC_UNLIKELY(r == nullptr)) return free_result::not_ours;
-  if (RAMALLOC_UNLIKELY(r->kind == region_kind::huge)) return heap_free_huge(r, ptr);
-  page *pg = span_of(r, ptr);
-  if (RAMALLOC_UNLIKELY(pg == nullptr)) return free_result::not_live;
+/// Frees block `ptr` at byte `off` of in-use page `pg` of region `r`, validating that it
+/// is a block start and not already free. O(1).
+RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page *pg, void *ptr,
+                                            std::uint32_t off) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
-  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   // Only relaxed atomics are read before the block is known to be live: a wild pointer
-  // may race with the owner reformatting the page.
+  // may race with the owner reformatting the page. A large span has div_magic 0, so any
+  // offset but 0 fails the start check below.
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  if (RAMALLOC_UNLIKELY(pg->capacity.load(std::memory_order_relaxed) == 1)) { // a large span
-    if (off != 0) return free_result::interior;
-  } else {
-    const std::uint32_t idx = pg->block_index(off);
-    if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
-    if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
-  }
-  if (bs != 4) { // the 4-byte class has no room for a canary
+  const std::uint32_t idx = pg->block_index(off);
+  if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
+  if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
+  if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     std::uint32_t seen;
     __builtin_memcpy(&seen, p + 4, sizeof seen);
     const std::uint32_t mark = canary_of(p);
@@ -169,10 +164,36 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   }
   __builtin_memcpy(p, &pg->local_free_head, sizeof(std::uint32_t));
   pg->local_free_head = off;
-  if (RAMALLOC_LIKELY(pg->size_class != large_class)) owner->class_live[pg->size_class].sub(1);
-  if (RAMALLOC_UNLIKELY(--pg->used == 0)) page_emptied(owner, pg);
-  else if (RAMALLOC_UNLIKELY(!pg->in_avail)) heap_unfull(owner, pg);
+  owner->class_live[pg->size_class].sub(1);
+  if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
+    // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)
+    // needs nothing: it is already on the idle list.
+    if (!pg->in_idle) page_emptied(owner, pg);
+  } else if (RAMALLOC_UNLIKELY(!pg->in_avail)) {
+    heap_unfull(owner, pg);
+  }
   return free_result::freed;
+}
+
+/// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
+/// pages it owns are freed locally, others through their owner's remote word. O(1).
+RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uintptr_t g = a >> region_shift;
+  if (RAMALLOC_UNLIKELY(g >= granule_count)) return free_result::not_ours;
+  const std::uintptr_t entry = page_map[g].load(std::memory_order_acquire);
+  if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0)) return heap_free_other(current, ptr);
+  // A standard OS region: its header is at the granule's start, in the fixed layout.
+  // Header slices have zeroed descriptors (state unused), so no range check is needed.
+  auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);
+  const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
+  const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
+  page *pg = os_region_pages(r) + h;
+  if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use ||
+                        s - h >= pg->slices.load(std::memory_order_relaxed)))
+    return free_result::not_live;
+  return free_in_page(current, r, pg, ptr, static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -
+                                               h * static_cast<std::uint32_t>(slice_size));
 }
 
 /// Huge region descriptors come from a pool in metadata memory (never unmapped).

@@ -27,7 +27,7 @@ enum class page_state : std::uint8_t {
 
 /// A block's free link: the 32-bit offset of the next free block inside the same page.
 inline constexpr std::uint32_t nil_offset = 0xFFFFFFFFu;
-inline constexpr std::uint8_t large_class = 0xFF;
+inline constexpr std::uint8_t large_class = 54; // == class_count: large spans
 
 /// Remote-free word: [0,32) offset of the list head plus one (0: empty list), [32,63)
 /// block count, bit 63 "queued" (the page is in its owner's inbox). One CAS pushes a

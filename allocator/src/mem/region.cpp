@@ -4,7 +4,7 @@
 
 namespace ramalloc::detail {
 
-constinit std::atomic<region *> page_map[granule_count] = {};
+constinit std::atomic<std::uintptr_t> page_map[granule_count] = {};
 
 region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept {
   auto *bytes = static_cast<std::byte *>(at);
@@ -19,6 +19,11 @@ region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind
   r->slice_head = reinterpret_cast<std::atomic<std::uint16_t> *>(bytes);
   bytes += align_up(slices * sizeof(std::uint16_t), 64);
   r->pages = reinterpret_cast<page *>(bytes);
+  if (kind == region_kind::os) {
+    RAMALLOC_CHECK(slices == slices_per_region && base == at, "OS region layout");
+    RAMALLOC_ASSERT(reinterpret_cast<std::byte *>(r->slice_head) == base + slice_head_offset);
+    RAMALLOC_ASSERT(reinterpret_cast<std::byte *>(r->pages) == base + os_pages_offset);
+  }
   const std::size_t header = region_header_bytes(slices);
   r->first_slice = static_cast<std::uint32_t>(
       (reinterpret_cast<std::byte *>(at) + header - base + slice_size - 1) / slice_size);
@@ -30,10 +35,11 @@ bool page_map_register(region *r, const void *base, std::size_t size) noexcept {
   const std::uintptr_t first = a >> region_shift;
   const std::uintptr_t last = (a + size - 1) >> region_shift;
   if (last >= granule_count) return false;
+  const std::uintptr_t entry = page_map_entry(r);
   for (std::uintptr_t g = first; g <= last; ++g) {
-    region *expected = nullptr;
-    if (!page_map[g].compare_exchange_strong(expected, r, std::memory_order_acq_rel)) {
-      for (std::uintptr_t u = first; u < g; ++u) page_map[u].store(nullptr, std::memory_order_release);
+    std::uintptr_t expected = 0;
+    if (!page_map[g].compare_exchange_strong(expected, entry, std::memory_order_acq_rel)) {
+      for (std::uintptr_t u = first; u < g; ++u) page_map[u].store(0, std::memory_order_release);
       return false;
     }
   }
@@ -43,7 +49,7 @@ bool page_map_register(region *r, const void *base, std::size_t size) noexcept {
 void page_map_unregister(const void *base, std::size_t size) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(base);
   for (std::uintptr_t g = a >> region_shift; g <= (a + size - 1) >> region_shift; ++g)
-    page_map[g].store(nullptr, std::memory_order_release);
+    page_map[g].store(0, std::memory_order_release);
 }
 
 } // namespace ramalloc::detail

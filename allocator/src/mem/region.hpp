@@ -50,12 +50,31 @@ constexpr std::size_t region_header_bytes(std::size_t slices) {
 /// Lays out a region header at `at` covering `slices` slices starting at `base`.
 region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept;
 
-/// The first level of the page map: one entry per 1 GiB granule of the 47-bit space.
-extern std::atomic<region *> page_map[granule_count];
+/// The first level of the page map: one entry per 1 GiB granule of the 47-bit space,
+/// holding a region pointer whose low bit says "a standard OS region": its header sits
+/// at the granule's start with the fixed layout below, so the free fast path reaches the
+/// slice tables without reading the region struct.
+extern std::atomic<std::uintptr_t> page_map[granule_count];
+inline constexpr std::uintptr_t os_region_tag = 1;
+
+inline constexpr std::size_t slice_head_offset = align_up(sizeof(region), 64);
+inline constexpr std::size_t os_pages_offset =
+    slice_head_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
+
+RAMALLOC_FAST_PATH std::atomic<std::uint16_t> *os_slice_heads(region *r) noexcept {
+  return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) + slice_head_offset);
+}
+RAMALLOC_FAST_PATH page *os_region_pages(region *r) noexcept {
+  return reinterpret_cast<page *>(reinterpret_cast<std::byte *>(r) + os_pages_offset);
+}
 
 /// Claims every granule in [base, base+size) for `r`. Fails (claiming nothing) when any
 /// granule already belongs to another region.
 bool page_map_register(region *r, const void *base, std::size_t size) noexcept;
+/// The tagged page-map word for `r`.
+inline std::uintptr_t page_map_entry(region *r) noexcept {
+  return reinterpret_cast<std::uintptr_t>(r) | (r->kind == region_kind::os ? os_region_tag : 0);
+}
 void page_map_unregister(const void *base, std::size_t size) noexcept;
 
 /// The region whose address range holds `p`, or nullptr. O(1), safe for any value.
@@ -63,7 +82,7 @@ RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const std::uintptr_t g = a >> region_shift;
   if (RAMALLOC_UNLIKELY(g >= granule_count)) return nullptr;
-  region *r = page_map[g].load(std::memory_order_acquire);
+  auto *r = reinterpret_cast<region *>(page_map[g].load(std::memory_order_acquire) & ~os_region_tag);
   if (r == nullptr) return nullptr;
   const auto b = reinterpret_cast<std::uintptr_t>(r->base);
   if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size)) return nullptr;
