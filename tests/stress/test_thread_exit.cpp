@@ -1,0 +1,201 @@
+// Thread exit: a thread that exits with live objects hands its heap off as an orphan.
+//  - Its objects stay valid; another thread frees them (remote frees into the orphan's
+//    inbox), and budgeted reclaim steps on a live thread then drain the orphan: its blocks
+//    are no longer counted live, its memory goes back, and it is no longer orphaned.
+//  - A new thread adopts the orphaned heap instead of making a new one.
+//  - However the orphan was drained (reclaim steps, flush), flush() leaves none of its
+//    free memory committed.
+#include "stress_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+using namespace ramalloc_stress;
+
+namespace {
+
+struct object {
+  void *p;
+  std::size_t size;
+  std::uint64_t key;
+};
+
+/// Sizes over the small, medium and large paths: mostly 16 B..4 KiB, some up to 128 KiB,
+/// and every 500th a large span (300 KiB..2 MiB).
+std::vector<object> allocate_objects(std::size_t count, std::uint64_t seed) {
+  std::vector<object> out;
+  out.reserve(count);
+  rng r(seed);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t size = i % 500 == 499 ? r.log_uniform(300 * KiB, 2 * MiB)
+                             : i % 20 == 19 ? r.log_uniform(4 * KiB, 128 * KiB)
+                                            : r.log_uniform(16, 4 * KiB);
+    void *p = ramalloc::acquire(size);
+    if (p == nullptr) {
+      ADD_FAILURE() << "acquire(" << size << ") failed";
+      continue;
+    }
+    fill_pattern(p, size, seed * count + i);
+    out.push_back({p, size, seed * count + i});
+  }
+  return out;
+}
+
+std::size_t free_objects(std::vector<object> &objects) {
+  std::size_t corrupted = 0;
+  for (const object &o : objects) {
+    corrupted += !pattern_intact(o.p, o.size, o.key);
+    ramalloc::discard(o.p);
+  }
+  objects.clear();
+  return corrupted;
+}
+
+/// Sets options for a scope, then restores the previous ones.
+class options_scope {
+public:
+  explicit options_scope(const ramalloc::options &o) : saved_(ramalloc::get_options()) {
+    ramalloc::set_options(o);
+  }
+  ~options_scope() { ramalloc::set_options(saved_); }
+  options_scope(const options_scope &) = delete;
+  options_scope &operator=(const options_scope &) = delete;
+
+private:
+  ramalloc::options saved_;
+};
+
+} // namespace
+
+TEST(ThreadExit, ObjectsLeftByAnExitedThreadAreFreedElsewhereAndReclaimStepsDrainItsHeap) {
+  const std::size_t count = sanitizer_reduced(20'000, 1.0, 1.0);
+  // No purge delay: reclaim may give the orphan's free memory back in the same step that
+  // settles its inbox, so draining needs no waiting.
+  ramalloc::options o = ramalloc::get_options();
+  o.purge_delay_ms = 0;
+  options_scope scoped(o);
+  const std::uint64_t reserve = o.reserve;
+
+  ramalloc::flush();
+  const ram_stats before = ramalloc::get_stats();
+
+  std::vector<object> objects;
+  std::thread([&] { objects = allocate_objects(count, 1); }).join();
+  const ram_stats orphaned = ramalloc::get_stats();
+  ASSERT_EQ(objects.size(), count);
+  EXPECT_EQ(orphaned.heaps_orphaned, before.heaps_orphaned + 1)
+      << "the exited thread's heap, with live objects, was not orphaned";
+  EXPECT_EQ(orphaned.live_blocks, before.live_blocks + count);
+
+  EXPECT_EQ(free_objects(objects), 0u) << "objects changed after their thread exited";
+
+  // Budgeted steps, as an event loop on this (live) thread would take them. The main
+  // heap has no debt of its own, so the budget goes to the orphan.
+  constexpr std::size_t budget = 8;
+  constexpr std::size_t step_limit = 100'000;
+  std::size_t steps = 0;
+  ram_stats s = ramalloc::get_stats();
+  while ((s.heaps_orphaned != 0 || s.live_blocks != before.live_blocks) && steps < step_limit) {
+    ramalloc::reclaim(budget);
+    ++steps;
+    s = ramalloc::get_stats();
+  }
+  std::printf("[ stats    ] %zu objects freed remotely; orphan drained in %zu reclaim(%zu) "
+              "steps; committed %.2f MiB before, %.2f MiB orphaned, %.2f MiB after\n",
+              count, steps, budget, mib(before.committed_bytes), mib(orphaned.committed_bytes),
+              mib(s.committed_bytes));
+
+  EXPECT_EQ(s.heaps_orphaned, 0u) << "reclaim steps never drained the orphan (" << steps
+                                  << " steps)";
+  EXPECT_EQ(s.live_blocks, before.live_blocks);
+  EXPECT_EQ(s.live_bytes, before.live_bytes);
+  EXPECT_GT(s.orphans_serviced, before.orphans_serviced);
+  EXPECT_EQ(s.heaps_live, before.heaps_live) << "the drained orphan's descriptor was not pooled";
+  // The orphan keeps at most its reserve pre-faulted; everything else went back.
+  EXPECT_LE(s.committed_bytes, before.committed_bytes + reserve)
+      << "the drained orphan still holds memory";
+  EXPECT_EQ(s.invalid_frees, before.invalid_frees);
+}
+
+TEST(ThreadExit, ANewThreadAdoptsAnOrphanedHeapInsteadOfCreatingOne) {
+  const std::size_t count = sanitizer_reduced(5'000, 1.0, 1.0);
+  ramalloc::flush();
+  const ram_stats start = ramalloc::get_stats();
+
+  std::vector<object> left;
+  const void *first_heap = nullptr;
+  std::thread([&] {
+    left = allocate_objects(count, 2);
+    first_heap = ramalloc::current_heap().id();
+  }).join();
+  const ram_stats orphaned = ramalloc::get_stats();
+  ASSERT_EQ(orphaned.heaps_orphaned, start.heaps_orphaned + 1);
+
+  const void *second_heap = nullptr;
+  ram_stats inside{};
+  std::size_t corrupted = 0;
+  std::thread([&] {
+    void *p = ramalloc::acquire(64); // binds this thread's heap
+    second_heap = ramalloc::current_heap().id();
+    inside = ramalloc::get_stats();
+    corrupted = free_objects(left); // local frees now: this thread owns their heap
+    ramalloc::discard(p);
+  }).join();
+
+  EXPECT_EQ(second_heap, first_heap) << "the new thread did not get the orphaned heap";
+  EXPECT_EQ(inside.orphans_adopted, orphaned.orphans_adopted + 1);
+  EXPECT_EQ(inside.heaps_live, orphaned.heaps_live) << "a new heap was made beside the orphan";
+  EXPECT_EQ(inside.heaps_orphaned, orphaned.heaps_orphaned - 1);
+  EXPECT_EQ(corrupted, 0u) << "objects changed while their heap changed hands";
+
+  ramalloc::flush();
+  const ram_stats end = ramalloc::get_stats();
+  EXPECT_EQ(end.live_blocks, start.live_blocks);
+  EXPECT_EQ(end.heaps_orphaned, 0u);
+  EXPECT_EQ(end.heaps_live, start.heaps_live);
+}
+
+TEST(ThreadExit, MemoryOfAnOrphanDrainedByReclaimStepsGoesBackOnFlush) {
+  // A long purge delay: the reclaim steps below settle the orphan's debt but may not yet
+  // give its memory back; flush() must then return all of it, wherever the orphan is.
+  ramalloc::options o = ramalloc::get_options();
+  o.purge_delay_ms = 60'000;
+  options_scope scoped(o);
+  const std::uint64_t reserve = o.reserve;
+
+  ramalloc::flush();
+  const ram_stats before = ramalloc::get_stats();
+
+  // A few objects in a few size classes: the exiting thread's heap holds one page per
+  // class, each of them the class's current page.
+  std::vector<void *> objects;
+  std::thread([&] {
+    for (std::size_t size : {16, 48, 128, 640, 3000})
+      for (int i = 0; i < 10; ++i)
+        objects.push_back(ramalloc::acquire(size));
+  }).join();
+  ASSERT_EQ(ramalloc::get_stats().heaps_orphaned, before.heaps_orphaned + 1);
+  for (void *p : objects) {
+    ASSERT_NE(p, nullptr);
+    ramalloc::discard(p);
+  }
+
+  // An event loop on a live thread: a few budgeted steps, then flush on an idle tick.
+  for (int step = 0; step < 64; ++step)
+    ramalloc::reclaim(8);
+  const ram_stats stepped = ramalloc::get_stats();
+  ramalloc::flush();
+  const ram_stats after = ramalloc::get_stats();
+  std::printf("[ stats    ] after reclaim steps: %llu orphaned, %.2f MiB committed; after "
+              "flush: %llu orphaned, %.2f MiB committed (%.2f MiB before)\n",
+              static_cast<unsigned long long>(stepped.heaps_orphaned), mib(stepped.committed_bytes),
+              static_cast<unsigned long long>(after.heaps_orphaned), mib(after.committed_bytes),
+              mib(before.committed_bytes));
+
+  EXPECT_EQ(after.live_blocks, before.live_blocks);
+  EXPECT_EQ(after.heaps_orphaned, 0u);
+  EXPECT_EQ(after.heaps_live, before.heaps_live);
+  EXPECT_LE(after.committed_bytes, before.committed_bytes + reserve)
+      << "free pages of the drained orphan stayed committed after flush()";
+}
