@@ -30,28 +30,28 @@ typedef struct ram_block_info {
 
 /** Allocator statistics (see docs/tuning.md for every field). */
 typedef struct ram_stats {
-  uint64_t live_bytes;      /**< bytes in blocks handed out and not yet freed (block sizes) */
-  uint64_t live_blocks;     /**< blocks handed out and not yet freed */
-  uint64_t committed_bytes; /**< bytes of address space that may be resident */
-  uint64_t reserved_bytes;  /**< bytes of address space reserved from the OS */
-  uint64_t pending_debt;    /**< reclaim units known to be pending */
-  uint64_t remote_frees;    /**< frees made by a thread that did not own the block */
-  uint64_t pages_purged;    /**< 64 KiB slices returned to the OS with MADV_DONTNEED */
-  uint64_t bytes_purged;    /**< bytes returned to the OS (purges and huge unmaps) */
-  uint64_t heaps_live;      /**< heap descriptors in use (owned or orphaned) */
-  uint64_t heaps_orphaned;  /**< heaps whose owner thread exited, not yet drained */
-  uint64_t orphans_adopted; /**< orphaned heaps taken over by a new thread */
-  uint64_t orphans_serviced;/**< reclaim steps spent on orphaned heaps */
-  uint64_t invalid_frees;   /**< frees of pointers that were not live blocks */
+  uint64_t live_bytes;       /**< bytes in blocks handed out and not yet freed (block sizes) */
+  uint64_t live_blocks;      /**< blocks handed out and not yet freed */
+  uint64_t committed_bytes;  /**< bytes of address space that may be resident */
+  uint64_t reserved_bytes;   /**< bytes of address space reserved from the OS */
+  uint64_t pending_debt;     /**< reclaim units known to be pending */
+  uint64_t remote_frees;     /**< frees made by a thread that did not own the block */
+  uint64_t pages_purged;     /**< 64 KiB slices returned to the OS with MADV_DONTNEED */
+  uint64_t bytes_purged;     /**< bytes returned to the OS (purges and huge unmaps) */
+  uint64_t heaps_live;       /**< heap descriptors in use (owned or orphaned) */
+  uint64_t heaps_orphaned;   /**< heaps whose owner thread exited, not yet drained */
+  uint64_t orphans_adopted;  /**< orphaned heaps taken over by a new thread */
+  uint64_t orphans_serviced; /**< reclaim steps spent on orphaned heaps */
+  uint64_t invalid_frees;    /**< frees of pointers that were not live blocks */
 } ram_stats;
 
 /** Kinds of bad input reported through the error callback. */
 typedef enum ram_error {
-  RAM_ERROR_INVALID_FREE = 1,   /**< pointer is not from ramalloc */
-  RAM_ERROR_INTERIOR_FREE = 2,  /**< pointer is inside a block, not its start */
-  RAM_ERROR_DOUBLE_FREE = 3,    /**< block was already free */
-  RAM_ERROR_BAD_OPTION = 4,     /**< an option value was rejected */
-  RAM_ERROR_OUT_OF_MEMORY = 5   /**< the OS refused memory (reported only when verbose) */
+  RAM_ERROR_INVALID_FREE = 1,  /**< pointer is not from ramalloc */
+  RAM_ERROR_INTERIOR_FREE = 2, /**< pointer is inside a block, not its start */
+  RAM_ERROR_DOUBLE_FREE = 3,   /**< block was already free */
+  RAM_ERROR_BAD_OPTION = 4,    /**< an option value was rejected */
+  RAM_ERROR_OUT_OF_MEMORY = 5  /**< the OS refused memory (reported only when verbose) */
 } ram_error;
 
 /** Receives error reports. `message` is a NUL-terminated, human-readable line. The

@@ -25,10 +25,10 @@ class heap;
 /// What `query` reports about a pointer that falls inside one of ramalloc's blocks.
 struct block_info {
   enum class block_kind : std::uint8_t { small, medium, large, huge };
-  void *start = nullptr;         ///< start of the block containing the pointer
-  std::size_t usable_size = 0;   ///< bytes usable from `start`
-  bool is_start = false;         ///< the pointer is exactly `start`
-  const void *owner = nullptr;   ///< the owning heap's identity (compare with heap::id())
+  void *start = nullptr;       ///< start of the block containing the pointer
+  std::size_t usable_size = 0; ///< bytes usable from `start`
+  bool is_start = false;       ///< the pointer is exactly `start`
+  const void *owner = nullptr; ///< the owning heap's identity (compare with heap::id())
   block_kind kind = block_kind::small;
 };
 
@@ -38,12 +38,12 @@ using stats = ram_stats;
 /// Tunables. Read from the environment at first use (RAMALLOC_*), changeable through
 /// `set_options` at any time; new values apply from the next reclaim step.
 struct options {
-  std::uint64_t purge_delay_ms = 250;      ///< RAMALLOC_PURGE_DELAY_MS: idle time before purge
-  std::uint64_t purge_budget = 4u << 20;   ///< RAMALLOC_PURGE_BUDGET: max bytes purged per step
-  std::uint64_t reserve = 0;               ///< RAMALLOC_RESERVE: bytes kept pre-faulted per heap
-  std::uint32_t page_cache = 4;            ///< RAMALLOC_PAGE_CACHE: empty pages kept per heap
-  std::uint32_t debt_slice = 2;            ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
-  bool verbose = false;                    ///< RAMALLOC_VERBOSE: report OS failures
+  std::uint64_t purge_delay_ms = 250;    ///< RAMALLOC_PURGE_DELAY_MS: idle time before purge
+  std::uint64_t purge_budget = 4u << 20; ///< RAMALLOC_PURGE_BUDGET: max bytes purged per step
+  std::uint64_t reserve = 0;             ///< RAMALLOC_RESERVE: bytes kept pre-faulted per heap
+  std::uint32_t page_cache = 4;          ///< RAMALLOC_PAGE_CACHE: empty pages kept per heap
+  std::uint32_t debt_slice = 2;          ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
+  bool verbose = false;                  ///< RAMALLOC_VERBOSE: report OS failures
   enum class on_invalid_mode : std::uint8_t { abort, warn, ignore };
   /// RAMALLOC_ON_INVALID: what a bad free does after it is reported. Default: abort in
   /// debug builds (NDEBUG unset), warn in release builds.

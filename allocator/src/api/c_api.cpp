@@ -13,21 +13,36 @@ using namespace ramalloc;
 using namespace ramalloc::detail;
 
 namespace {
-void *malloc_impl(std::size_t size) noexcept { return malloc_counted(size); }
-void *aligned_impl(std::size_t align, std::size_t size) noexcept { return aligned_counted(align, size); }
+void *malloc_impl(std::size_t size) noexcept {
+  return malloc_counted(size);
+}
+void *aligned_impl(std::size_t align, std::size_t size) noexcept {
+  return aligned_counted(align, size);
+}
 } // namespace
 
 extern "C" {
 
-void *ram_acquire(size_t size) { return ramalloc::acquire(size); }
-void *ram_acquire_aligned(size_t size, size_t align) { return ramalloc::acquire(size, align); }
-void ram_discard(void *p) { ramalloc::discard(p); }
-size_t ram_reclaim(size_t budget) { return ramalloc::reclaim(budget); }
-void ram_flush(void) { ramalloc::flush(); }
+void *ram_acquire(size_t size) {
+  return ramalloc::acquire(size);
+}
+void *ram_acquire_aligned(size_t size, size_t align) {
+  return ramalloc::acquire(size, align);
+}
+void ram_discard(void *p) {
+  ramalloc::discard(p);
+}
+size_t ram_reclaim(size_t budget) {
+  return ramalloc::reclaim(budget);
+}
+void ram_flush(void) {
+  ramalloc::flush();
+}
 
 int ram_query(const void *p, ram_block_info *info) {
   const auto q = ramalloc::query(p);
-  if (!q) return 0;
+  if (!q)
+    return 0;
   if (info != nullptr) {
     info->start = q->start;
     info->usable_size = q->usable_size;
@@ -38,7 +53,9 @@ int ram_query(const void *p, ram_block_info *info) {
   return 1;
 }
 
-void *ram_malloc(size_t size) { return malloc_impl(size); }
+void *ram_malloc(size_t size) {
+  return malloc_impl(size);
+}
 
 void *ram_calloc(size_t count, size_t size) {
   size_t total;
@@ -47,15 +64,18 @@ void *ram_calloc(size_t count, size_t size) {
     return nullptr;
   }
   void *p = malloc_impl(total);
-  if (p == nullptr) return nullptr;
+  if (p == nullptr)
+    return nullptr;
   // Fresh huge mappings are zero already; everything else may hold old data.
   const auto q = ramalloc::query(p);
-  if (q->kind != block_info::block_kind::huge) std::memset(p, 0, total);
+  if (q->kind != block_info::block_kind::huge)
+    std::memset(p, 0, total);
   return p;
 }
 
 void *ram_realloc(void *p, size_t size) {
-  if (p == nullptr) return malloc_impl(size);
+  if (p == nullptr)
+    return malloc_impl(size);
   if (size == 0) { // documented: frees p, returns a fresh minimum-size block
     ram_free(p);
     return malloc_impl(0);
@@ -71,42 +91,54 @@ void *ram_realloc(void *p, size_t size) {
     return nullptr;
   }
   // Shrinking by less than half keeps the block: no copy, and the waste stays bounded.
-  if (size <= q->usable_size && size >= q->usable_size / 2) return p;
+  if (size <= q->usable_size && size >= q->usable_size / 2)
+    return p;
   void *fresh = malloc_impl(size);
-  if (fresh == nullptr) return nullptr; // p stays valid
+  if (fresh == nullptr)
+    return nullptr; // p stays valid
   std::memcpy(fresh, p, size < q->usable_size ? size : q->usable_size);
   ram_free(p);
   return fresh;
 }
 
 void ram_free(void *p) {
-  if (p != nullptr) free_and_report(p);
+  if (p != nullptr)
+    free_and_report(p);
 }
 
-void *ram_aligned_alloc(size_t align, size_t size) { return aligned_impl(align, size); }
+void *ram_aligned_alloc(size_t align, size_t size) {
+  return aligned_impl(align, size);
+}
 
 size_t ram_usable_size(const void *p) {
-  if (p == nullptr) return 0;
+  if (p == nullptr)
+    return 0;
   const auto q = ramalloc::query(p);
   return q && q->is_start ? q->usable_size : 0;
 }
 
 void ram_get_stats(ram_stats *out) {
-  if (out != nullptr) global_stats(out);
+  if (out != nullptr)
+    global_stats(out);
 }
 
 void ram_get_heap_stats(ram_stats *out) {
-  if (out == nullptr) return;
+  if (out == nullptr)
+    return;
   *out = ram_stats{};
-  if (heap_state *h = current_state()) heap_stats(h, out);
+  if (heap_state *h = current_state())
+    heap_stats(h, out);
 }
 
 int ram_set_option(const char *name, const char *value) {
-  if (ramalloc::set_option(name, value)) return 0;
+  if (ramalloc::set_option(name, value))
+    return 0;
   errno = EINVAL;
   return -1;
 }
 
-void ram_set_error_handler(ram_error_fn fn, void *context) { set_error_handler(fn, context); }
+void ram_set_error_handler(ram_error_fn fn, void *context) {
+  set_error_handler(fn, context);
+}
 
 } // extern "C"

@@ -40,52 +40,61 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
 }
 
 void discard(void *p) noexcept {
-  if (p != nullptr) free_and_report(p);
+  if (p != nullptr)
+    free_and_report(p);
 }
 
 std::size_t reclaim(std::size_t budget) noexcept {
   heap_state *h = current_state();
-  if (h == nullptr) return 0;
+  if (h == nullptr)
+    return 0;
   std::size_t spent = 0;
   std::size_t pending = heap_reclaim(h, budget, &spent);
   // Budget left over goes to heaps whose threads exited.
-  if (spent < budget) service_orphans(budget - spent);
+  if (spent < budget)
+    service_orphans(budget - spent);
   return pending;
 }
 
 void flush() noexcept {
   heap_state *h = current_state();
-  if (h == nullptr) return;
+  if (h == nullptr)
+    return;
   flush_orphans();
   heap_flush(h);
 }
 
 std::optional<block_info> query(const void *p) noexcept {
   region *r = region_of(p);
-  if (r == nullptr) return std::nullopt;
+  if (r == nullptr)
+    return std::nullopt;
   block_info info;
   const auto *b = static_cast<const std::byte *>(p);
   if (r->kind == region_kind::huge) {
     const void *owner = r->owner.load(std::memory_order_relaxed);
-    if (owner == nullptr || b < r->huge_start || b >= r->huge_start + r->huge_usable) return std::nullopt;
+    if (owner == nullptr || b < r->huge_start || b >= r->huge_start + r->huge_usable)
+      return std::nullopt;
     info.start = r->huge_start;
     info.usable_size = r->huge_usable;
     info.owner = owner;
     info.kind = block_info::block_kind::huge;
   } else {
     const page *pg = span_of(r, p);
-    if (pg == nullptr) return std::nullopt;
+    if (pg == nullptr)
+      return std::nullopt;
     std::byte *span = r->slice_address(r->index_of(pg));
     const auto off = static_cast<std::size_t>(b - span);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
     if (cap == 1) {
-      if (off >= bs) return std::nullopt;
+      if (off >= bs)
+        return std::nullopt;
       info.start = span;
       info.kind = block_info::block_kind::large;
     } else {
       const std::uint32_t idx = pg->block_index(off);
-      if (idx >= cap) return std::nullopt; // the unused tail of the page
+      if (idx >= cap)
+        return std::nullopt; // the unused tail of the page
       info.start = span + std::size_t{idx} * bs;
       info.kind = pg->slices.load(std::memory_order_relaxed) == 1 ? block_info::block_kind::small
                                                                   : block_info::block_kind::medium;
@@ -114,7 +123,8 @@ options get_options() noexcept {
   o.page_cache = g_options.page_cache.load(std::memory_order_relaxed);
   o.debt_slice = g_options.debt_slice.load(std::memory_order_relaxed);
   o.verbose = g_options.verbose.load(std::memory_order_relaxed);
-  o.on_invalid = static_cast<options::on_invalid_mode>(g_options.on_invalid.load(std::memory_order_relaxed));
+  o.on_invalid =
+      static_cast<options::on_invalid_mode>(g_options.on_invalid.load(std::memory_order_relaxed));
   return o;
 }
 
@@ -138,11 +148,14 @@ bool set_option(const char *name, const char *value) noexcept {
 // --- heaps -----------------------------------------------------------------------------------
 
 heap::heap() : state_(heap_create()), owned_(true) {
-  if (state_ == nullptr) throw std::bad_alloc();
+  if (state_ == nullptr)
+    throw std::bad_alloc();
 }
 
-heap::heap(void *buffer, std::size_t size) : state_(heap_create(/*without_memory=*/true)), owned_(true) {
-  if (state_ == nullptr) throw std::bad_alloc();
+heap::heap(void *buffer, std::size_t size)
+    : state_(heap_create(/*without_memory=*/true)), owned_(true) {
+  if (state_ == nullptr)
+    throw std::bad_alloc();
   if (const char *why = heap_init_static(state_, buffer, size)) {
     heap_release(state_, false);
     throw std::invalid_argument(std::string("ramalloc::heap: unusable static buffer: ") + why);
@@ -152,12 +165,16 @@ heap::heap(void *buffer, std::size_t size) : state_(heap_create(/*without_memory
 heap::heap(borrowed_tag, heap_state *state) noexcept : state_(state), owned_(false) {}
 
 heap::~heap() {
-  if (!owned_) return;
-  RAMALLOC_CHECK(t_current != state_, "ramalloc::heap destroyed while a heap_scope still makes it current");
+  if (!owned_)
+    return;
+  RAMALLOC_CHECK(t_current != state_,
+                 "ramalloc::heap destroyed while a heap_scope still makes it current");
   heap_release(state_, /*drain=*/true);
 }
 
-void *heap::acquire(std::size_t size) noexcept { return alloc_native(state_, size); }
+void *heap::acquire(std::size_t size) noexcept {
+  return alloc_native(state_, size);
+}
 
 void *heap::acquire(std::size_t size, std::size_t align) noexcept {
   if (!is_pow2(align)) {
@@ -167,8 +184,12 @@ void *heap::acquire(std::size_t size, std::size_t align) noexcept {
   return alloc_aligned(state_, size, align);
 }
 
-std::size_t heap::reclaim(std::size_t budget) noexcept { return heap_reclaim(state_, budget); }
-void heap::flush() noexcept { heap_flush(state_); }
+std::size_t heap::reclaim(std::size_t budget) noexcept {
+  return heap_reclaim(state_, budget);
+}
+void heap::flush() noexcept {
+  heap_flush(state_);
+}
 
 stats heap::get_stats() const noexcept {
   stats s{};
@@ -176,10 +197,16 @@ stats heap::get_stats() const noexcept {
   return s;
 }
 
-const void *heap::id() const noexcept { return state_; }
+const void *heap::id() const noexcept {
+  return state_;
+}
 
-heap_scope::heap_scope(heap &h) noexcept : previous_(t_current) { t_current = heap_access::state(h); }
-heap_scope::~heap_scope() { t_current = previous_; }
+heap_scope::heap_scope(heap &h) noexcept : previous_(t_current) {
+  t_current = heap_access::state(h);
+}
+heap_scope::~heap_scope() {
+  t_current = previous_;
+}
 
 heap &current_heap() noexcept {
   heap_state *h = current_state();

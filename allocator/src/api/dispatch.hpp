@@ -9,33 +9,39 @@
 namespace ramalloc::detail {
 
 /// Anything above medium_max: a large span or a huge mapping. `align` is a power of two.
-RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::size_t align) noexcept {
+RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size,
+                                          std::size_t align) noexcept {
   if (size > max_request) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (size <= large_max && align <= region_size / 4) return heap_alloc_large(h, size, align);
+  if (size <= large_max && align <= region_size / 4)
+    return heap_alloc_large(h, size, align);
   return heap_alloc_huge(h, size, align);
 }
 
 /// Native allocation: natural alignment (largest power of two <= min(size, 16)).
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max)) return heap_alloc_class<true>(h, class_of(size == 0 ? 1 : size));
+  if (RAMALLOC_LIKELY(size <= medium_max))
+    return heap_alloc_class<true>(h, class_of(size == 0 ? 1 : size));
   return alloc_big(h, size, slice_size);
 }
 
 /// malloc-style allocation: at least 16-byte alignment, so the 4- and 8-byte classes are
 /// never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max)) return heap_alloc_class<false>(h, class_of(size < 16 ? 16 : size));
+  if (RAMALLOC_LIKELY(size <= medium_max))
+    return heap_alloc_class<false>(h, class_of(size < 16 ? 16 : size));
   return alloc_big(h, size, slice_size);
 }
 
 /// Aligned allocation; `align` must already be a power of two.
 inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) noexcept {
-  if (size == 0) size = 1;
+  if (size == 0)
+    size = 1;
   if (align <= 16) {
-    if (size <= medium_max) return heap_alloc_class<true>(h, class_of(size < align ? align : size));
+    if (size <= medium_max)
+      return heap_alloc_class<true>(h, class_of(size < align ? align : size));
   } else if (align <= slice_size && size <= medium_max - align) {
     // A class whose block size is a multiple of `align` exists for every rounded size
     // (see docs/design.md), and pages start on 64 KiB boundaries.
@@ -52,7 +58,8 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
     report_error(RAM_ERROR_INVALID_FREE, p, "free of a pointer that ramalloc did not allocate");
     break;
   case free_result::not_live:
-    report_error(RAM_ERROR_INVALID_FREE, p, "free of ramalloc memory that holds no live block (already freed?)");
+    report_error(RAM_ERROR_INVALID_FREE, p,
+                 "free of ramalloc memory that holds no live block (already freed?)");
     break;
   case free_result::interior:
     report_error(RAM_ERROR_INTERIOR_FREE, p, "free of a pointer inside a block, not at its start");
@@ -76,7 +83,8 @@ RAMALLOC_FAST_PATH free_result free_counted(void *p) noexcept {
 /// Frees and reports what heap_free rejected. Returns whether the pointer was freed.
 RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
   const free_result r = free_counted(p);
-  if (RAMALLOC_LIKELY(r == free_result::freed)) return true;
+  if (RAMALLOC_LIKELY(r == free_result::freed))
+    return true;
   report_bad_free(p, r);
   return false;
 }
@@ -99,7 +107,8 @@ inline void *aligned_counted(std::size_t align, std::size_t size) noexcept {
   }
   steps_begin();
   heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_aligned(h, size, align < 16 ? 16 : align) : (errno = ENOMEM, nullptr);
+  void *p =
+      h != nullptr ? alloc_aligned(h, size, align < 16 ? 16 : align) : (errno = ENOMEM, nullptr);
   steps_end_acquire();
   return p;
 }

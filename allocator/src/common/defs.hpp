@@ -17,10 +17,10 @@ namespace ramalloc::detail {
 } // namespace ramalloc::detail
 
 /// Always on: a violated internal invariant or unusable environment is fatal.
-#define RAMALLOC_CHECK(cond, msg)                                                          \
-  do {                                                                                     \
-    if (RAMALLOC_UNLIKELY(!(cond)))                                                        \
-      ::ramalloc::detail::check_failed(__FILE__, __LINE__, msg);                           \
+#define RAMALLOC_CHECK(cond, msg)                                                                  \
+  do {                                                                                             \
+    if (RAMALLOC_UNLIKELY(!(cond)))                                                                \
+      ::ramalloc::detail::check_failed(__FILE__, __LINE__, msg);                                   \
   } while (0)
 
 #if defined(RAMALLOC_DEBUG)
@@ -48,7 +48,11 @@ inline constexpr std::size_t max_request = std::size_t{PTRDIFF_MAX} - 2 * region
 
 inline constexpr std::size_t os_page_size = 4096;
 
-constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) & ~(a - 1); }
-constexpr bool is_pow2(std::size_t n) { return n != 0 && (n & (n - 1)) == 0; }
+constexpr std::size_t align_up(std::size_t n, std::size_t a) {
+  return (n + a - 1) & ~(a - 1);
+}
+constexpr bool is_pow2(std::size_t n) {
+  return n != 0 && (n & (n - 1)) == 0;
+}
 
 } // namespace ramalloc::detail

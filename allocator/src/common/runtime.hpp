@@ -37,7 +37,9 @@ std::uint64_t now_ms() noexcept;
 #if defined(RAMALLOC_DEBUG)
 /// Loop iterations of the acquire or discard in progress on this thread.
 extern thread_local std::uint64_t t_steps;
-inline void count_step() noexcept { ++t_steps; }
+inline void count_step() noexcept {
+  ++t_steps;
+}
 void steps_begin() noexcept;
 void steps_end_acquire() noexcept;
 void steps_end_discard() noexcept;

@@ -6,12 +6,14 @@
 
 namespace ramalloc::detail {
 
-template <typename T> struct list_links {
+template <typename T>
+struct list_links {
   T *prev = nullptr;
   T *next = nullptr;
 };
 
-template <typename T, list_links<T> T::*Links> class intrusive_list {
+template <typename T, list_links<T> T::*Links>
+class intrusive_list {
 public:
   bool empty() const noexcept { return head_ == nullptr; }
   T *front() const noexcept { return head_; }
@@ -22,8 +24,10 @@ public:
     auto &l = n->*Links;
     l.prev = nullptr;
     l.next = head_;
-    if (head_) (head_->*Links).prev = n;
-    else tail_ = n;
+    if (head_)
+      (head_->*Links).prev = n;
+    else
+      tail_ = n;
     head_ = n;
     ++count_;
   }
@@ -31,29 +35,37 @@ public:
     auto &l = n->*Links;
     l.next = nullptr;
     l.prev = tail_;
-    if (tail_) (tail_->*Links).next = n;
-    else head_ = n;
+    if (tail_)
+      (tail_->*Links).next = n;
+    else
+      head_ = n;
     tail_ = n;
     ++count_;
   }
   void remove(T *n) noexcept {
     auto &l = n->*Links;
-    if (l.prev) (l.prev->*Links).next = l.next;
-    else head_ = l.next;
-    if (l.next) (l.next->*Links).prev = l.prev;
-    else tail_ = l.prev;
+    if (l.prev)
+      (l.prev->*Links).next = l.next;
+    else
+      head_ = l.next;
+    if (l.next)
+      (l.next->*Links).prev = l.prev;
+    else
+      tail_ = l.prev;
     l.prev = l.next = nullptr;
     RAMALLOC_ASSERT(count_ > 0);
     --count_;
   }
   T *pop_front() noexcept {
     T *n = head_;
-    if (n) remove(n);
+    if (n)
+      remove(n);
     return n;
   }
   T *pop_back() noexcept {
     T *n = tail_;
-    if (n) remove(n);
+    if (n)
+      remove(n);
     return n;
   }
   static T *next(T *n) noexcept { return (n->*Links).next; }

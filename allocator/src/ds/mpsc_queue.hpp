@@ -11,7 +11,8 @@
 
 namespace ramalloc::detail {
 
-template <typename T, std::atomic<T *> T::*Next> class mpsc_queue {
+template <typename T, std::atomic<T *> T::*Next>
+class mpsc_queue {
 public:
   /// `stub` is a node owned by the queue's holder; it must outlive the queue.
   void init(T *stub) noexcept {
@@ -34,7 +35,8 @@ public:
     T *head = head_;
     T *next = (head->*Next).load(std::memory_order_acquire);
     if (head == stub_) {
-      if (next == nullptr) return nullptr;
+      if (next == nullptr)
+        return nullptr;
       head_ = next;
       head = next;
       next = (head->*Next).load(std::memory_order_acquire);
@@ -43,7 +45,8 @@ public:
       head_ = next;
       return head;
     }
-    if (head != tail_.load(std::memory_order_acquire)) return nullptr; // producer mid-push
+    if (head != tail_.load(std::memory_order_acquire))
+      return nullptr; // producer mid-push
     push(stub_);
     next = (head->*Next).load(std::memory_order_acquire);
     if (next != nullptr) {

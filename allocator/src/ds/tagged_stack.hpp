@@ -7,7 +7,8 @@
 
 namespace ramalloc::detail {
 
-template <typename T, std::atomic<T *> T::*Next> class tagged_stack {
+template <typename T, std::atomic<T *> T::*Next>
+class tagged_stack {
 public:
   void push(T *n) noexcept {
     std::uint64_t top = top_.load(std::memory_order_relaxed);

@@ -22,7 +22,8 @@ constinit std::atomic<void *> g_error_context{nullptr};
 void write_all(const char *s, std::size_t n) noexcept {
   while (n > 0) {
     const ssize_t w = ::write(STDERR_FILENO, s, n);
-    if (w <= 0) return;
+    if (w <= 0)
+      return;
     s += w;
     n -= static_cast<std::size_t>(w);
   }
@@ -30,11 +31,16 @@ void write_all(const char *s, std::size_t n) noexcept {
 
 const char *error_name(ram_error e) noexcept {
   switch (e) {
-  case RAM_ERROR_INVALID_FREE: return "invalid free";
-  case RAM_ERROR_INTERIOR_FREE: return "interior-pointer free";
-  case RAM_ERROR_DOUBLE_FREE: return "double free";
-  case RAM_ERROR_BAD_OPTION: return "bad option";
-  case RAM_ERROR_OUT_OF_MEMORY: return "out of memory";
+  case RAM_ERROR_INVALID_FREE:
+    return "invalid free";
+  case RAM_ERROR_INTERIOR_FREE:
+    return "interior-pointer free";
+  case RAM_ERROR_DOUBLE_FREE:
+    return "double free";
+  case RAM_ERROR_BAD_OPTION:
+    return "bad option";
+  case RAM_ERROR_OUT_OF_MEMORY:
+    return "out of memory";
   }
   return "error";
 }
@@ -43,7 +49,9 @@ const char *error_name(ram_error e) noexcept {
 [[noreturn]] void check_failed(const char *file, int line, const char *what) noexcept {
   char buf[512];
   const int n = std::snprintf(buf, sizeof buf, "ramalloc: fatal: %s (%s:%d)\n", what, file, line);
-  write_all(buf, n > 0 ? static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1 : 0);
+  write_all(buf, n > 0 ? static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n)
+                                                                  : sizeof buf - 1
+                       : 0);
   std::abort();
 }
 
@@ -52,15 +60,19 @@ void report_error(ram_error kind, const void *p, const char *what) noexcept {
     fn(kind, p, what, g_error_context.load(std::memory_order_acquire));
   } else {
     char buf[512];
-    const int n = p != nullptr
-                      ? std::snprintf(buf, sizeof buf, "ramalloc: %s: %s (pointer %p)\n", error_name(kind), what, p)
-                      : std::snprintf(buf, sizeof buf, "ramalloc: %s: %s\n", error_name(kind), what);
-    if (n > 0) write_all(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+    const int n =
+        p != nullptr ? std::snprintf(buf, sizeof buf, "ramalloc: %s: %s (pointer %p)\n",
+                                     error_name(kind), what, p)
+                     : std::snprintf(buf, sizeof buf, "ramalloc: %s: %s\n", error_name(kind), what);
+    if (n > 0)
+      write_all(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n)
+                                                              : sizeof buf - 1);
   }
   // Options and out-of-memory reports are informational; bad frees follow on_invalid.
   const bool bad_free = kind == RAM_ERROR_INVALID_FREE || kind == RAM_ERROR_INTERIOR_FREE ||
                         kind == RAM_ERROR_DOUBLE_FREE;
-  if (bad_free && g_options.on_invalid.load(std::memory_order_relaxed) == 0) std::abort();
+  if (bad_free && g_options.on_invalid.load(std::memory_order_relaxed) == 0)
+    std::abort();
 }
 
 void set_error_handler(ram_error_fn fn, void *context) noexcept {

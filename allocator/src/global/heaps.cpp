@@ -33,7 +33,8 @@ constinit pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 /// orphaned (or pooled if empty) and drained later by other threads' reclaim steps.
 void on_thread_exit(void *value) noexcept {
   auto *h = static_cast<heap_state *>(value);
-  if (t_current == h) t_current = nullptr;
+  if (t_current == h)
+    t_current = nullptr;
   heap_release(h, /*drain=*/false);
 }
 
@@ -53,16 +54,20 @@ bool is_drained(const heap_state *h) noexcept {
   // but its reserve, so those must have been retired too.
   return heap_live_blocks(h) == 0 && h->inbox_count.load(std::memory_order_relaxed) == 0 &&
          h->cache.empty() && h->idle.empty() &&
-         (h->dirty_fifo.empty() || h->committed.get() <= g_options.reserve.load(std::memory_order_relaxed));
+         (h->dirty_fifo.empty() ||
+          h->committed.get() <= g_options.reserve.load(std::memory_order_relaxed));
 }
 
 /// Forgets a static-buffer heap's region (its memory is the caller's, not ours).
 void drop_static_region(heap_state *h) noexcept {
   region *r = h->static_region;
-  if (r == nullptr) return;
+  if (r == nullptr)
+    return;
   page_map_unregister(r->base, r->map_size);
-  for (auto &l : h->avail) l = {};
-  for (auto &c : h->current) c = &g_empty_page;
+  for (auto &l : h->avail)
+    l = {};
+  for (auto &c : h->current)
+    c = &g_empty_page;
   h->cache = {};
   h->dirty_bins = {};
   h->clean_bins = {};
@@ -86,8 +91,10 @@ heap_state *take_orphan() noexcept {
   static constinit std::atomic<unsigned> turn{0};
   const bool user_first = (turn.fetch_add(1, std::memory_order_relaxed) & 1) != 0;
   heap_state *o = user_first ? g_orphaned_user_heaps.pop() : g_orphans.pop();
-  if (o == nullptr) o = user_first ? g_orphans.pop() : g_orphaned_user_heaps.pop();
-  if (o != nullptr) g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+  if (o == nullptr)
+    o = user_first ? g_orphans.pop() : g_orphaned_user_heaps.pop();
+  if (o != nullptr)
+    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
   return o;
 }
 
@@ -110,14 +117,16 @@ heap_state *heap_create(bool without_memory) noexcept {
   }
   if (h == nullptr) {
     void *mem = meta_alloc(sizeof(heap_state), alignof(heap_state));
-    if (mem == nullptr) return nullptr;
+    if (mem == nullptr)
+      return nullptr;
     h = new (mem) heap_state{};
     heap_init(h);
     new (h->handle_storage) heap(detail::heap_access::borrowed(h));
     heap_state *top = g_all_heaps.load(std::memory_order_relaxed);
     do {
       h->all_next = top;
-    } while (!g_all_heaps.compare_exchange_weak(top, h, std::memory_order_release, std::memory_order_relaxed));
+    } while (!g_all_heaps.compare_exchange_weak(top, h, std::memory_order_release,
+                                                std::memory_order_relaxed));
   }
   h->status.store(heap_status::owned, std::memory_order_relaxed);
   h->thread_heap = false;
@@ -135,7 +144,8 @@ heap_state *bind_thread() noexcept {
     h->status.store(heap_status::owned, std::memory_order_relaxed);
   } else {
     h = heap_create();
-    if (h == nullptr) return nullptr;
+    if (h == nullptr)
+      return nullptr;
     h->thread_heap = true;
   }
   t_current = h;
@@ -145,7 +155,8 @@ heap_state *bind_thread() noexcept {
 }
 
 void heap_release(heap_state *h, bool drain) noexcept {
-  if (drain) heap_flush(h);
+  if (drain)
+    heap_flush(h);
   if (is_drained(h)) {
     retire(h);
     return;
@@ -154,14 +165,18 @@ void heap_release(heap_state *h, bool drain) noexcept {
 }
 
 std::size_t service_orphans(std::size_t budget) noexcept {
-  if (budget == 0) return 0;
+  if (budget == 0)
+    return 0;
   heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
-  if (o == nullptr) return 0;
+  if (o == nullptr)
+    return 0;
   std::size_t spent = 0;
   heap_reclaim(o, budget, &spent);
   o->orphans_serviced.add(1);
-  if (is_drained(o)) retire(o);
-  else orphan(o);
+  if (is_drained(o))
+    retire(o);
+  else
+    orphan(o);
   return spent;
 }
 
@@ -193,6 +208,8 @@ void global_stats(ram_stats *out) noexcept {
   out->invalid_frees = g_invalid_frees.load(std::memory_order_relaxed);
 }
 
-void count_invalid_free() noexcept { g_invalid_frees.fetch_add(1, std::memory_order_relaxed); }
+void count_invalid_free() noexcept {
+  g_invalid_frees.fetch_add(1, std::memory_order_relaxed);
+}
 
 } // namespace ramalloc::detail

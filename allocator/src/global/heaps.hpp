@@ -18,7 +18,8 @@ RAMALLOC_SLOW_PATH heap_state *bind_thread() noexcept;
 
 RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
   heap_state *h = t_current;
-  if (RAMALLOC_UNLIKELY(h == nullptr)) h = bind_thread();
+  if (RAMALLOC_UNLIKELY(h == nullptr))
+    h = bind_thread();
   return h;
 }
 

@@ -17,27 +17,48 @@ namespace {
 
 /// Parses a byte count: decimal digits with an optional K/M/G suffix (binary units).
 bool parse_bytes(const char *s, std::uint64_t &out) noexcept {
-  if (s == nullptr || *s == '\0') return false;
+  if (s == nullptr || *s == '\0')
+    return false;
   std::uint64_t v = 0;
   const char *c = s;
   for (; *c >= '0' && *c <= '9'; ++c) {
     const std::uint64_t d = static_cast<std::uint64_t>(*c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
+    if (v > (UINT64_MAX - d) / 10)
+      return false;
     v = v * 10 + d;
   }
-  if (c == s) return false;
+  if (c == s)
+    return false;
   unsigned shift = 0;
   switch (*c) {
-  case '\0': break;
-  case 'k': case 'K': shift = 10; ++c; break;
-  case 'm': case 'M': shift = 20; ++c; break;
-  case 'g': case 'G': shift = 30; ++c; break;
-  default: return false;
+  case '\0':
+    break;
+  case 'k':
+  case 'K':
+    shift = 10;
+    ++c;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    ++c;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    ++c;
+    break;
+  default:
+    return false;
   }
-  if (*c == 'i' || *c == 'B') ++c; // accept KiB / KB
-  if (*c == 'B') ++c;
-  if (*c != '\0') return false;
-  if (shift != 0 && v > (UINT64_MAX >> shift)) return false;
+  if (*c == 'i' || *c == 'B')
+    ++c; // accept KiB / KB
+  if (*c == 'B')
+    ++c;
+  if (*c != '\0')
+    return false;
+  if (shift != 0 && v > (UINT64_MAX >> shift))
+    return false;
   out = v << shift;
   return true;
 }
@@ -45,7 +66,8 @@ bool parse_bytes(const char *s, std::uint64_t &out) noexcept {
 /// Parses a plain decimal count (no suffix).
 bool parse_count(const char *s, std::uint64_t &out) noexcept {
   for (const char *c = s; *c != '\0'; ++c)
-    if (*c < '0' || *c > '9') return false;
+    if (*c < '0' || *c > '9')
+      return false;
   return parse_bytes(s, out);
 }
 
@@ -121,9 +143,12 @@ bool apply_option(const char *name, const char *value) noexcept {
     g_options.verbose.store(b, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_ON_INVALID") == 0) {
     std::uint8_t mode;
-    if (std::strcmp(value, "abort") == 0) mode = 0;
-    else if (std::strcmp(value, "warn") == 0) mode = 1;
-    else if (std::strcmp(value, "ignore") == 0) mode = 2;
+    if (std::strcmp(value, "abort") == 0)
+      mode = 0;
+    else if (std::strcmp(value, "warn") == 0)
+      mode = 1;
+    else if (std::strcmp(value, "ignore") == 0)
+      mode = 2;
     else {
       reject(name, value, "abort, warn or ignore");
       return false;
@@ -139,24 +164,28 @@ bool apply_option(const char *name, const char *value) noexcept {
 }
 
 void load_options_once() noexcept {
-  if (g_options.loaded.load(std::memory_order_acquire)) return;
+  if (g_options.loaded.load(std::memory_order_acquire))
+    return;
 #ifdef NDEBUG
   g_options.on_invalid.store(1, std::memory_order_relaxed);
 #else
   g_options.on_invalid.store(0, std::memory_order_relaxed);
 #endif
-  static constexpr const char *names[] = {
-      "RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET", "RAMALLOC_RESERVE", "RAMALLOC_PAGE_CACHE",
-      "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",      "RAMALLOC_ON_INVALID"};
+  static constexpr const char *names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
+                                          "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
+                                          "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
+                                          "RAMALLOC_ON_INVALID"};
   for (const char *name : names)
-    if (const char *v = std::getenv(name)) apply_option(name, v);
+    if (const char *v = std::getenv(name))
+      apply_option(name, v);
   g_options.loaded.store(true, std::memory_order_release);
 }
 
 std::uint64_t now_ms() noexcept {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000u;
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u +
+         static_cast<std::uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
 #if defined(RAMALLOC_DEBUG)
@@ -169,9 +198,15 @@ void raise_to(std::atomic<std::uint64_t> &m, std::uint64_t v) noexcept {
   }
 }
 } // namespace
-void steps_begin() noexcept { t_steps = 0; }
-void steps_end_acquire() noexcept { raise_to(g_max_acquire, t_steps); }
-void steps_end_discard() noexcept { raise_to(g_max_discard, t_steps); }
+void steps_begin() noexcept {
+  t_steps = 0;
+}
+void steps_end_acquire() noexcept {
+  raise_to(g_max_acquire, t_steps);
+}
+void steps_end_discard() noexcept {
+  raise_to(g_max_discard, t_steps);
+}
 void read_max_steps(std::uint64_t &a, std::uint64_t &d) noexcept {
   a = g_max_acquire.load(std::memory_order_relaxed);
   d = g_max_discard.load(std::memory_order_relaxed);

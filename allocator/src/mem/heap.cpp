@@ -31,7 +31,8 @@ void avail_push_back(heap_state *h, page *pg) noexcept {
   const unsigned cls = pg->size_class;
   h->avail[cls].push_back(pg);
   pg->in_avail = true;
-  if (h->current[cls] == &g_empty_page) sync_current(h, cls);
+  if (h->current[cls] == &g_empty_page)
+    sync_current(h, cls);
 }
 
 void avail_remove(heap_state *h, page *pg) noexcept {
@@ -64,7 +65,8 @@ void retire_page(heap_state *h, page *pg) noexcept {
     h->idle.remove(pg);
     pg->in_idle = false;
   }
-  if (pg->in_avail) avail_remove(h, pg);
+  if (pg->in_avail)
+    avail_remove(h, pg);
   if (pg->slices.load(std::memory_order_relaxed) != 1 || h->static_region != nullptr) {
     span_free(h, pg, false);
     return;
@@ -86,9 +88,11 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   if (slices == 1 && !h->cache.empty()) {
     pg = h->cache.pop_back(); // the most recently used page is the warmest
   } else {
-    if (!h->reserve_done) reserve_prefault(h);
+    if (!h->reserve_done)
+      reserve_prefault(h);
     pg = span_alloc(h, slices, 1);
-    if (pg == nullptr) return nullptr;
+    if (pg == nullptr)
+      return nullptr;
   }
   format_page(pg, cls);
   h->avail[cls].push_front(pg);
@@ -102,7 +106,8 @@ void extend_page(page *pg) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
   std::uint32_t n = cap - pg->bump;
-  if (n > extend_count(bs)) n = extend_count(bs);
+  if (n > extend_count(bs))
+    n = extend_count(bs);
   const std::uint32_t first = pg->bump * bs;
   std::uint32_t off = first;
   for (std::uint32_t i = 1; i < n; ++i) {
@@ -119,7 +124,8 @@ void extend_page(page *pg) noexcept {
 
 /// Takes the page's remote list (keeping its "queued" bit): O(1) whatever its length.
 std::uint32_t take_remote(heap_state *h, page *pg) noexcept {
-  if (remote_word::count(pg->remote.load(std::memory_order_relaxed)) == 0) return nil_offset;
+  if (remote_word::count(pg->remote.load(std::memory_order_relaxed)) == 0)
+    return nil_offset;
   const std::uint64_t w = pg->remote.fetch_and(remote_word::queued, std::memory_order_acq_rel);
   const std::uint32_t n = remote_word::count(w);
   pg->used -= n;
@@ -130,7 +136,8 @@ std::uint32_t take_remote(heap_state *h, page *pg) noexcept {
 
 /// Gives the page a non-empty free list if it can without leaving the page.
 bool refill(heap_state *h, page *pg) noexcept {
-  if (pg->free_head != nil_offset) return true;
+  if (pg->free_head != nil_offset)
+    return true;
   if (pg->local_free_head != nil_offset) {
     pg->free_head = pg->local_free_head;
     pg->local_free_head = nil_offset;
@@ -150,7 +157,9 @@ bool refill(heap_state *h, page *pg) noexcept {
 
 } // namespace
 
-void heap_unfull(heap_state *h, page *pg) noexcept { avail_push_back(h, pg); }
+void heap_unfull(heap_state *h, page *pg) noexcept {
+  avail_push_back(h, pg);
+}
 
 namespace {
 
@@ -197,8 +206,10 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
       pg->used -= n;
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
-      if (pg->free_head == nil_offset) pg->free_head = remote_word::head(w);
-      else pg->local_free_head = remote_word::head(w);
+      if (pg->free_head == nil_offset)
+        pg->free_head = remote_word::head(w);
+      else
+        pg->local_free_head = remote_word::head(w);
     }
   } else {
     // Both lists busy: leave the remote list in place (a later refill takes it) but learn
@@ -227,7 +238,8 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
     // A current page that stayed empty for purge_delay: its class is idle, retire it.
     h->idle.pop_front();
     i->in_idle = false;
-    if (i->used == 0 && !is_queued(i)) retire_page(h, i);
+    if (i->used == 0 && !is_queued(i))
+      retire_page(h, i);
     return true;
   }
   page *c = h->cache.front();
@@ -239,7 +251,8 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
     return true;
   }
   page *d = h->dirty_fifo.front();
-  if (d == nullptr || now - d->freed_at_ms < delay || bytes_left < slice_size) return false;
+  if (d == nullptr || now - d->freed_at_ms < delay || bytes_left < slice_size)
+    return false;
   const std::size_t done = span_purge_front(h, bytes_left);
   bytes_left -= done;
   return done != 0;
@@ -248,9 +261,11 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
 bool purge_due(const heap_state *h, std::uint64_t now) noexcept {
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
   const page *i = h->idle.front();
-  if (i != nullptr && now - i->freed_at_ms >= delay) return true;
+  if (i != nullptr && now - i->freed_at_ms >= delay)
+    return true;
   const page *c = h->cache.front();
-  if (c != nullptr && now - c->freed_at_ms >= delay) return true;
+  if (c != nullptr && now - c->freed_at_ms >= delay)
+    return true;
   const page *d = h->dirty_fifo.front();
   return d != nullptr && now - d->freed_at_ms >= delay &&
          h->committed.get() > g_options.reserve.load(std::memory_order_relaxed);
@@ -259,7 +274,8 @@ bool purge_due(const heap_state *h, std::uint64_t now) noexcept {
 } // namespace
 
 void heap_init(heap_state *h) noexcept {
-  for (auto &c : h->current) c = &g_empty_page;
+  for (auto &c : h->current)
+    c = &g_empty_page;
   h->inbox.init(&h->inbox_stub);
 }
 
@@ -270,7 +286,8 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
     while (slice-- != 0) {
       count_step();
       page *pg = h->inbox.pop();
-      if (pg == nullptr) break;
+      if (pg == nullptr)
+        break;
       settle_inbox_page(h, pg);
     }
   }
@@ -294,7 +311,8 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
 void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept {
   const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
   const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
-  if (!h->reserve_done) reserve_prefault(h);
+  if (!h->reserve_done)
+    reserve_prefault(h);
   page *pg = span_alloc(h, n, align_slices);
   if (pg == nullptr) {
     errno = ENOMEM;
@@ -322,7 +340,8 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
 
 void page_emptied(heap_state *h, page *pg) noexcept {
   if (is_queued(pg)) { // still in the inbox: settling it there will retire it
-    if (pg->size_class != large_class && !pg->in_avail) avail_push_back(h, pg);
+    if (pg->size_class != large_class && !pg->in_avail)
+      avail_push_back(h, pg);
     return;
   }
   if (pg->size_class == large_class) {
@@ -349,9 +368,11 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
 }
 
 free_result heap_free_huge(region *r, void *p) noexcept {
-  if (p != r->huge_start) return free_result::interior;
+  if (p != r->huge_start)
+    return free_result::interior;
   heap_state *owner = r->owner.exchange(nullptr, std::memory_order_acq_rel);
-  if (owner == nullptr) return free_result::double_free; // lost a race with another free
+  if (owner == nullptr)
+    return free_result::double_free; // lost a race with another free
   owner->huge_live_bytes.fetch_sub(r->huge_usable, std::memory_order_relaxed);
   owner->huge_live_blocks.fetch_sub(1, std::memory_order_relaxed);
   page_map_unregister(r->base, r->map_size);
@@ -362,11 +383,15 @@ free_result heap_free_huge(region *r, void *p) noexcept {
 
 free_result heap_free_other(heap_state *current, void *ptr) noexcept {
   region *r = region_of(ptr);
-  if (r == nullptr) return free_result::not_ours;
-  if (r->kind == region_kind::huge) return heap_free_huge(r, ptr);
+  if (r == nullptr)
+    return free_result::not_ours;
+  if (r->kind == region_kind::huge)
+    return heap_free_huge(r, ptr);
   page *pg = span_of(r, ptr);
-  if (pg == nullptr) return free_result::not_live;
-  const auto off = static_cast<std::uint32_t>(static_cast<std::byte *>(ptr) - r->slice_address(r->index_of(pg)));
+  if (pg == nullptr)
+    return free_result::not_live;
+  const auto off =
+      static_cast<std::uint32_t>(static_cast<std::byte *>(ptr) - r->slice_address(r->index_of(pg)));
   return free_in_page(current, r, pg, ptr, off);
 }
 
@@ -381,9 +406,11 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
       settle_inbox_page(h, pg);
       continue;
     }
-    if (!purge_step(h, now, bytes_left)) break;
+    if (!purge_step(h, now, bytes_left))
+      break;
   }
-  if (spent != nullptr) *spent = units;
+  if (spent != nullptr)
+    *spent = units;
   return heap_pending(h);
 }
 
@@ -392,7 +419,8 @@ std::size_t heap_pending(heap_state *h) noexcept {
 }
 
 void heap_flush(heap_state *h) noexcept {
-  while (page *pg = h->inbox.pop()) settle_inbox_page(h, pg);
+  while (page *pg = h->inbox.pop())
+    settle_inbox_page(h, pg);
   // Pages the owner still holds: take their remote lists and retire the empty ones.
   for (unsigned cls = 0; cls < class_count; ++cls) {
     page *pg = h->avail[cls].front();
@@ -407,14 +435,16 @@ void heap_flush(heap_state *h) noexcept {
           std::uint32_t tail = r, link;
           for (;;) {
             __builtin_memcpy(&link, pg->start + tail, sizeof link);
-            if (link == nil_offset) break;
+            if (link == nil_offset)
+              break;
             tail = link;
           }
           __builtin_memcpy(pg->start + tail, &pg->free_head, sizeof link);
           pg->free_head = r;
         }
       }
-      if (pg->used == 0 && !is_queued(pg)) retire_page(h, pg);
+      if (pg->used == 0 && !is_queued(pg))
+        retire_page(h, pg);
       pg = next;
     }
   }
@@ -428,13 +458,16 @@ void heap_flush(heap_state *h) noexcept {
 
 std::uint64_t heap_live_blocks(const heap_state *h) noexcept {
   std::uint64_t n = h->huge_live_blocks.load(std::memory_order_relaxed);
-  for (const auto &c : h->class_live) n += c.get(); // large spans included
+  for (const auto &c : h->class_live)
+    n += c.get(); // large spans included
   return n;
 }
 
 void heap_stats(const heap_state *h, ram_stats *out) noexcept {
-  std::uint64_t bytes = h->large_live_bytes.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  for (unsigned cls = 0; cls < class_count; ++cls) bytes += h->class_live[cls].get() * class_block_size(cls);
+  std::uint64_t bytes =
+      h->large_live_bytes.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
+  for (unsigned cls = 0; cls < class_count; ++cls)
+    bytes += h->class_live[cls].get() * class_block_size(cls);
   out->live_bytes += bytes;
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);

@@ -27,8 +27,12 @@ namespace ramalloc::detail {
 /// compiles to a plain add, and readers never see a torn value.
 struct owner_counter {
   std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void add(std::uint64_t n) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(std::uint64_t n) noexcept {
+    v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
 };
 
@@ -40,13 +44,13 @@ struct heap_state {
   // --- owner-only; the fast path reads `current` ---
   page *current[class_count];
   intrusive_list<page, &page::links> avail[class_count];
-  intrusive_list<page, &page::links> cache; // empty one-slice pages, oldest at front
-  span_bins dirty_bins;                     // free spans still resident
-  span_bins clean_bins;                     // free spans already purged
+  intrusive_list<page, &page::links> cache;            // empty one-slice pages, oldest at front
+  span_bins dirty_bins;                                // free spans still resident
+  span_bins clean_bins;                                // free spans already purged
   intrusive_list<page, &page::dirty_links> dirty_fifo; // dirty spans, oldest first
   intrusive_list<page, &page::dirty_links> idle;       // empty current pages, oldest first
   intrusive_list<region, &region::links> regions;
-  region *static_region = nullptr;          // set for static-buffer heaps
+  region *static_region = nullptr; // set for static-buffer heaps
 
   // --- the inbox: pages with remote frees (debt) ---
   mpsc_queue<page, &page::inbox_next> inbox;
@@ -62,10 +66,10 @@ struct heap_state {
 
   // --- identity and life cycle (global/heap_pool.cpp) ---
   std::atomic<heap_status> status{heap_status::pooled};
-  heap_state *all_next = nullptr;        // every heap ever made (stats walk)
+  heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
   bool reserve_done = false;
-  bool thread_heap = false;              // bound to a thread (adoptable when orphaned)
+  bool thread_heap = false; // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
 
@@ -90,17 +94,20 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
 /// Allocation of class `cls` (the fast path): pops the current page's free list.
 RAMALLOC_SLOW_PATH void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
 
-template <bool MayBeTiny> RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept {
+template <bool MayBeTiny>
+RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept {
   page *pg = h->current[cls];
   const std::uint32_t off = pg->free_head;
-  if (RAMALLOC_UNLIKELY(off == nil_offset)) return heap_alloc_slow(h, cls);
+  if (RAMALLOC_UNLIKELY(off == nil_offset))
+    return heap_alloc_slow(h, cls);
   std::byte *b = pg->start + off;
   std::uint32_t next;
   __builtin_memcpy(&next, b, sizeof next);
   pg->free_head = next;
   // Bytes 4..7 hold the double-free canary while a block is free; clear it so a block
   // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
-  if (!MayBeTiny || cls != 0) __builtin_memset(b + 4, 0, 4);
+  if (!MayBeTiny || cls != 0)
+    __builtin_memset(b + 4, 0, 4);
   ++pg->used;
   h->class_live[cls].add(1);
   return b;
@@ -117,7 +124,6 @@ enum class free_result : std::uint8_t {
   interior,    // inside a live block but not its start
   double_free, // the block is already free
 };
-
 
 /// Random key for the double-free canary (set once at start-up).
 extern std::atomic<std::uint64_t> g_canary_key;
@@ -148,13 +154,16 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   // offset but 0 fails the start check below.
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t idx = pg->block_index(off);
-  if (RAMALLOC_UNLIKELY(idx * bs != off)) return free_result::interior;
-  if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed))) return free_result::not_live;
+  if (RAMALLOC_UNLIKELY(idx * bs != off))
+    return free_result::interior;
+  if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed)))
+    return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     std::uint32_t seen;
     __builtin_memcpy(&seen, p + 4, sizeof seen);
     const std::uint32_t mark = canary_of(p);
-    if (RAMALLOC_UNLIKELY(seen == mark)) return free_result::double_free;
+    if (RAMALLOC_UNLIKELY(seen == mark))
+      return free_result::double_free;
     __builtin_memcpy(p + 4, &mark, sizeof mark);
   }
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
@@ -168,7 +177,8 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
     // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)
     // needs nothing: it is already on the idle list.
-    if (!pg->in_idle) page_emptied(owner, pg);
+    if (!pg->in_idle)
+      page_emptied(owner, pg);
   } else if (RAMALLOC_UNLIKELY(!pg->in_avail)) {
     heap_unfull(owner, pg);
   }
@@ -180,9 +190,11 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
 RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(ptr);
   const std::uintptr_t g = a >> region_shift;
-  if (RAMALLOC_UNLIKELY(g >= granule_count)) return free_result::not_ours;
+  if (RAMALLOC_UNLIKELY(g >= granule_count))
+    return free_result::not_ours;
   const std::uintptr_t entry = page_map[g].load(std::memory_order_acquire);
-  if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0)) return heap_free_other(current, ptr);
+  if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0))
+    return heap_free_other(current, ptr);
   // A standard OS region: its header is at the granule's start, in the fixed layout.
   // Header slices have zeroed descriptors (state unused), so no range check is needed.
   auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);
@@ -192,14 +204,14 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use ||
                         s - h >= pg->slices.load(std::memory_order_relaxed)))
     return free_result::not_live;
-  return free_in_page(current, r, pg, ptr, static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -
-                                               h * static_cast<std::uint32_t>(slice_size));
+  return free_in_page(current, r, pg, ptr,
+                      static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -
+                          h * static_cast<std::uint32_t>(slice_size));
 }
 
 /// Huge region descriptors come from a pool in metadata memory (never unmapped).
 region *huge_region_new() noexcept;
 void huge_region_recycle(region *r) noexcept;
-
 
 /// Pays at most `budget` units of `h`'s debt; returns units still pending (a lower bound:
 /// 0 means nothing is payable now) and, in `spent`, the units paid.

@@ -33,8 +33,9 @@ void huge_region_recycle(region *r) noexcept {
   std::uintptr_t top = g_free_huge.load(std::memory_order_relaxed);
   do {
     r->links.next = reinterpret_cast<region *>(top & ~tag_mask);
-  } while (!g_free_huge.compare_exchange_weak(top, reinterpret_cast<std::uintptr_t>(r) | ((top + 1) & tag_mask),
-                                              std::memory_order_acq_rel, std::memory_order_relaxed));
+  } while (!g_free_huge.compare_exchange_weak(
+      top, reinterpret_cast<std::uintptr_t>(r) | ((top + 1) & tag_mask), std::memory_order_acq_rel,
+      std::memory_order_relaxed));
 }
 
 void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexcept {
@@ -49,7 +50,8 @@ void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexce
   region *r = huge_region_new();
   void *mem = r != nullptr ? os_pages::reserve_aligned(map, region_size) : nullptr;
   if (mem == nullptr) {
-    if (r != nullptr) huge_region_recycle(r);
+    if (r != nullptr)
+      huge_region_recycle(r);
     if (g_options.verbose.load(std::memory_order_relaxed))
       report_error(RAM_ERROR_OUT_OF_MEMORY, nullptr, "mmap refused a huge allocation");
     errno = ENOMEM;

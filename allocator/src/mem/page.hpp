@@ -50,20 +50,20 @@ constexpr std::uint64_t make(std::uint32_t head, std::uint32_t count, bool q) {
 
 struct alignas(64) page {
   // --- owner-only hot fields (the allocation fast path reads these) ---
-  std::byte *start = nullptr;                  // first byte of the span
-  std::uint32_t free_head = nil_offset;        // blocks ready to hand out
-  std::uint32_t local_free_head = nil_offset;  // blocks the owner freed since the last swap
-  std::uint32_t used = 0;                      // blocks out (remote frees subtract when taken)
-  std::uint32_t bump = 0;                      // index of the first never-used block
+  std::byte *start = nullptr;                 // first byte of the span
+  std::uint32_t free_head = nil_offset;       // blocks ready to hand out
+  std::uint32_t local_free_head = nil_offset; // blocks the owner freed since the last swap
+  std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
+  std::uint32_t bump = 0;                     // index of the first never-used block
   // --- read by query/discard from any thread: relaxed atomics ---
   std::atomic<std::uint32_t> block_size{0};
-  std::atomic<std::uint32_t> capacity{0};      // blocks in the page
-  std::atomic<std::uint32_t> slices{0};        // span length in slices
+  std::atomic<std::uint32_t> capacity{0}; // blocks in the page
+  std::atomic<std::uint32_t> slices{0};   // span length in slices
   std::atomic<page_state> state{page_state::unused};
-  std::uint8_t size_class = 0;                 // or large_class
-  bool in_avail = false;                       // in its class's available list
-  bool in_idle = false;                        // empty current page on the idle list
-  std::atomic<std::uint64_t> div_magic{0};     // ceil(2^40 / block_size): offset -> index
+  std::uint8_t size_class = 0;             // or large_class
+  bool in_avail = false;                   // in its class's available list
+  bool in_idle = false;                    // empty current page on the idle list
+  std::atomic<std::uint64_t> div_magic{0}; // ceil(2^40 / block_size): offset -> index
   // --- cross-thread ---
   std::atomic<std::uint64_t> remote{remote_word::empty};
   std::atomic<page *> inbox_next{nullptr};

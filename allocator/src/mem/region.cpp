@@ -34,12 +34,14 @@ bool page_map_register(region *r, const void *base, std::size_t size) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(base);
   const std::uintptr_t first = a >> region_shift;
   const std::uintptr_t last = (a + size - 1) >> region_shift;
-  if (last >= granule_count) return false;
+  if (last >= granule_count)
+    return false;
   const std::uintptr_t entry = page_map_entry(r);
   for (std::uintptr_t g = first; g <= last; ++g) {
     std::uintptr_t expected = 0;
     if (!page_map[g].compare_exchange_strong(expected, entry, std::memory_order_acq_rel)) {
-      for (std::uintptr_t u = first; u < g; ++u) page_map[u].store(0, std::memory_order_release);
+      for (std::uintptr_t u = first; u < g; ++u)
+        page_map[u].store(0, std::memory_order_release);
       return false;
     }
   }

@@ -19,18 +19,18 @@ namespace ramalloc::detail {
 enum class region_kind : std::uint8_t { os, static_buffer, huge };
 
 struct region {
-  std::byte *base = nullptr;          // address of slice 0 (the region's first byte)
-  std::uint32_t slice_count = 0;      // slices covered, header included
-  std::uint32_t first_slice = 0;      // first slice after the header
+  std::byte *base = nullptr;     // address of slice 0 (the region's first byte)
+  std::uint32_t slice_count = 0; // slices covered, header included
+  std::uint32_t first_slice = 0; // first slice after the header
   region_kind kind = region_kind::os;
   std::atomic<heap_state *> owner{nullptr}; // the heap whose pages these are
-  std::size_t map_size = 0;           // bytes mapped (huge and os) or buffer size
+  std::size_t map_size = 0;                 // bytes mapped (huge and os) or buffer size
   // huge regions: the one block
   std::byte *huge_start = nullptr;
   std::size_t huge_usable = 0;
-  list_links<region> links;           // owner heap's region list
+  list_links<region> links;                         // owner heap's region list
   std::atomic<std::uint16_t> *slice_head = nullptr; // per slice: index of its span's head
-  page *pages = nullptr;              // per slice: descriptor (meaningful at span heads)
+  page *pages = nullptr; // per slice: descriptor (meaningful at span heads)
 
   std::uint32_t slice_of(const void *p) const noexcept {
     return static_cast<std::uint32_t>((static_cast<const std::byte *>(p) - base) >> slice_shift);
@@ -38,7 +38,9 @@ struct region {
   std::uint32_t index_of(const page *pg) const noexcept {
     return static_cast<std::uint32_t>(pg - pages);
   }
-  std::byte *slice_address(std::uint32_t i) const noexcept { return base + std::size_t{i} * slice_size; }
+  std::byte *slice_address(std::uint32_t i) const noexcept {
+    return base + std::size_t{i} * slice_size;
+  }
 };
 
 /// Header bytes for a region of `slices` slices (struct + slice_head + descriptors).
@@ -62,7 +64,8 @@ inline constexpr std::size_t os_pages_offset =
     slice_head_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
 
 RAMALLOC_FAST_PATH std::atomic<std::uint16_t> *os_slice_heads(region *r) noexcept {
-  return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) + slice_head_offset);
+  return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) +
+                                                        slice_head_offset);
 }
 RAMALLOC_FAST_PATH page *os_region_pages(region *r) noexcept {
   return reinterpret_cast<page *>(reinterpret_cast<std::byte *>(r) + os_pages_offset);
@@ -81,11 +84,15 @@ void page_map_unregister(const void *base, std::size_t size) noexcept;
 RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const std::uintptr_t g = a >> region_shift;
-  if (RAMALLOC_UNLIKELY(g >= granule_count)) return nullptr;
-  auto *r = reinterpret_cast<region *>(page_map[g].load(std::memory_order_acquire) & ~os_region_tag);
-  if (r == nullptr) return nullptr;
+  if (RAMALLOC_UNLIKELY(g >= granule_count))
+    return nullptr;
+  auto *r =
+      reinterpret_cast<region *>(page_map[g].load(std::memory_order_acquire) & ~os_region_tag);
+  if (r == nullptr)
+    return nullptr;
   const auto b = reinterpret_cast<std::uintptr_t>(r->base);
-  if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size)) return nullptr;
+  if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size))
+    return nullptr;
   return r;
 }
 
@@ -93,13 +100,16 @@ RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
 /// the region header.
 RAMALLOC_FAST_PATH page *span_of(const region *r, const void *p) noexcept {
   const std::uint32_t s = r->slice_of(p);
-  if (RAMALLOC_UNLIKELY(s < r->first_slice || s >= r->slice_count)) return nullptr;
+  if (RAMALLOC_UNLIKELY(s < r->first_slice || s >= r->slice_count))
+    return nullptr;
   const std::uint32_t h = r->slice_head[s].load(std::memory_order_relaxed);
-  if (RAMALLOC_UNLIKELY(h > s || h < r->first_slice)) return nullptr;
+  if (RAMALLOC_UNLIKELY(h > s || h < r->first_slice))
+    return nullptr;
   page *pg = &r->pages[h];
   if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use))
     return nullptr;
-  if (RAMALLOC_UNLIKELY(s - h >= pg->slices.load(std::memory_order_relaxed))) return nullptr;
+  if (RAMALLOC_UNLIKELY(s - h >= pg->slices.load(std::memory_order_relaxed)))
+    return nullptr;
   return pg;
 }
 

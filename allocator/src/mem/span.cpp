@@ -35,18 +35,21 @@ void insert_free(heap_state *h, region *r, std::uint32_t first, std::uint32_t n,
   pg->state.store(s, std::memory_order_relaxed);
   pg->freed_at_ms = freed_at;
   bins_for(h, s).insert(pg);
-  if (s == page_state::free_dirty) h->dirty_fifo.push_back(pg);
+  if (s == page_state::free_dirty)
+    h->dirty_fifo.push_back(pg);
 }
 
 void remove_free(heap_state *h, page *pg) noexcept {
   const page_state s = pg->state.load(std::memory_order_relaxed);
   bins_for(h, s).remove(pg);
-  if (s == page_state::free_dirty) h->dirty_fifo.remove(pg);
+  if (s == page_state::free_dirty)
+    h->dirty_fifo.remove(pg);
 }
 
 /// Reserves a new 1 GiB region from the OS and adds its usable slices as one clean span.
 bool grow(heap_state *h) noexcept {
-  if (h->static_region != nullptr) return false; // static heaps never grow
+  if (h->static_region != nullptr)
+    return false; // static heaps never grow
   void *mem = os_pages::reserve_aligned(region_size, region_size);
   if (mem == nullptr) {
     if (g_options.verbose.load(std::memory_order_relaxed))
@@ -54,7 +57,8 @@ bool grow(heap_state *h) noexcept {
     return false;
   }
   auto *base = static_cast<std::byte *>(mem);
-  region *r = region_init(mem, base, static_cast<std::uint32_t>(slices_per_region), region_kind::os);
+  region *r =
+      region_init(mem, base, static_cast<std::uint32_t>(slices_per_region), region_kind::os);
   r->map_size = region_size;
   r->owner.store(h, std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, base, region_size), "fresh region overlaps the page map");
@@ -69,10 +73,12 @@ bool grow(heap_state *h) noexcept {
 void reserve_prefault(heap_state *h) noexcept {
   h->reserve_done = true;
   const std::uint64_t want = g_options.reserve.load(std::memory_order_relaxed);
-  if (want == 0) return;
+  if (want == 0)
+    return;
   const auto n = static_cast<std::uint32_t>((want + slice_size - 1) / slice_size);
   page *pg = span_alloc(h, n, 1);
-  if (pg == nullptr) return;
+  if (pg == nullptr)
+    return;
   os_pages::prefault(pg->start, std::size_t{n} * slice_size);
   pg->state.store(page_state::in_use, std::memory_order_relaxed);
   span_free(h, pg, /*purged=*/false);
@@ -80,15 +86,18 @@ void reserve_prefault(heap_state *h) noexcept {
 
 page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept {
   const std::uint32_t need = n + align_slices - 1;
-  if (need > slices_per_region) return nullptr;
+  if (need > slices_per_region)
+    return nullptr;
   page *s = h->dirty_bins.take(need);
   bool clean = false;
   if (s == nullptr) {
     s = h->clean_bins.take(need);
     if (s == nullptr) {
-      if (!grow(h)) return nullptr;
+      if (!grow(h))
+        return nullptr;
       s = h->clean_bins.take(need);
-      if (s == nullptr) return nullptr;
+      if (s == nullptr)
+        return nullptr;
     }
     clean = true;
   } else {
@@ -105,10 +114,12 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noe
     const std::uintptr_t align = std::uintptr_t{align_slices} * slice_size;
     lead = static_cast<std::uint32_t>((((addr + align - 1) & ~(align - 1)) - addr) / slice_size);
   }
-  if (lead > 0) insert_free(h, r, first, lead, st, s->freed_at_ms);
+  if (lead > 0)
+    insert_free(h, r, first, lead, st, s->freed_at_ms);
   const std::uint32_t head = first + lead;
   const std::uint32_t tail = total - lead - n;
-  if (tail > 0) insert_free(h, r, head + n, tail, st, s->freed_at_ms);
+  if (tail > 0)
+    insert_free(h, r, head + n, tail, st, s->freed_at_ms);
   set_span_head(r, head, n);
   for (std::uint32_t i = head + 1; i + 1 < head + n; ++i) {
     count_step();
@@ -116,7 +127,8 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noe
   }
   page *pg = &r->pages[head];
   pg->state.store(page_state::in_use, std::memory_order_relaxed);
-  if (clean) h->committed.add(std::size_t{n} * slice_size);
+  if (clean)
+    h->committed.add(std::size_t{n} * slice_size);
   return pg;
 }
 
@@ -126,7 +138,7 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
   std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
   // Static buffers are never purged: their free spans are all "clean".
   const page_state s = (purged || r->kind == region_kind::static_buffer) ? page_state::free_clean
-                                                                        : page_state::free_dirty;
+                                                                         : page_state::free_dirty;
   pg->state.store(page_state::unused, std::memory_order_relaxed);
   const std::uint32_t next = first + n;
   if (next < r->slice_count) {
@@ -153,19 +165,23 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
 
 std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
   page *d = h->dirty_fifo.front();
-  if (d == nullptr) return 0;
+  if (d == nullptr)
+    return 0;
   const std::uint64_t reserve = g_options.reserve.load(std::memory_order_relaxed);
   const std::uint64_t committed = h->committed.get();
   const std::uint64_t above = committed > reserve ? committed - reserve : 0;
   const std::size_t limit = max_bytes < above ? max_bytes : above;
   const std::uint32_t n = d->slices.load(std::memory_order_relaxed);
   std::uint32_t k = static_cast<std::uint32_t>(limit / slice_size);
-  if (k == 0) return 0;
-  if (k > n) k = n;
+  if (k == 0)
+    return 0;
+  if (k > n)
+    k = n;
   region *r = d->home;
   const std::uint32_t first = r->index_of(d);
   remove_free(h, d);
-  if (k < n) insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
+  if (k < n)
+    insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
   set_span_head(r, first, k);
   const std::size_t bytes = std::size_t{k} * slice_size;
   os_pages::purge(d->start, bytes);
@@ -185,7 +201,8 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
   if (hi_i > lo_i) {
     const auto lo = align_up(reinterpret_cast<std::uintptr_t>(&r->pages[lo_i]), os_page_size);
     const auto hi = reinterpret_cast<std::uintptr_t>(&r->pages[hi_i]) & ~(os_page_size - 1);
-    if (hi > lo) os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
+    if (hi > lo)
+      os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
   }
   return bytes;
 }
@@ -195,14 +212,18 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
 namespace ramalloc::detail {
 
 const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noexcept {
-  if (buffer == nullptr) return "the buffer is null";
+  if (buffer == nullptr)
+    return "the buffer is null";
   const auto start = reinterpret_cast<std::uintptr_t>(buffer);
-  if (size > UINTPTR_MAX - start) return "the buffer wraps around the address space";
+  if (size > UINTPTR_MAX - start)
+    return "the buffer wraps around the address space";
   const std::uintptr_t base = align_up(start, slice_size);
   const std::uintptr_t end = start + size;
-  if (base >= end) return "the buffer is smaller than 256 KiB";
+  if (base >= end)
+    return "the buffer is smaller than 256 KiB";
   std::size_t slices = (end - base) / slice_size;
-  if (slices > slices_per_region) slices = slices_per_region; // one region's worth at most
+  if (slices > slices_per_region)
+    slices = slices_per_region; // one region's worth at most
   const std::size_t header = region_header_bytes(slices);
   if (size < 256 * 1024 || slices * slice_size < align_up(header, slice_size) + slice_size)
     return "the buffer is smaller than 256 KiB";

@@ -18,7 +18,8 @@ inline constexpr unsigned span_bin_count = 64;
 /// Bin of a free span of `n` slices (n >= 1): every span in bin b is at least as long as
 /// the shortest length mapping to b.
 constexpr unsigned span_bin_floor(std::uint32_t n) {
-  if (n <= 16) return n - 1;
+  if (n <= 16)
+    return n - 1;
   const unsigned b = static_cast<unsigned>(std::bit_width(n)) - 1; // >= 4
   return 16 + (b - 4) * 4 + ((n >> (b - 2)) & 3);
 }
@@ -26,7 +27,8 @@ constexpr unsigned span_bin_floor(std::uint32_t n) {
 /// Smallest bin whose every span has at least `n` slices.
 constexpr unsigned span_bin_ceil(std::uint32_t n) {
   const unsigned f = span_bin_floor(n);
-  if (n <= 16) return f;
+  if (n <= 16)
+    return f;
   const unsigned b = static_cast<unsigned>(std::bit_width(n)) - 1;
   const std::uint32_t low = (4 + ((n >> (b - 2)) & 3)) << (b - 2);
   return low == n ? f : f + 1;
@@ -47,14 +49,17 @@ public:
   void remove(page *span) noexcept {
     const unsigned b = span_bin_floor(span->slices.load(std::memory_order_relaxed));
     bins_[b].remove(span);
-    if (bins_[b].empty()) mask_ &= ~(std::uint64_t{1} << b);
+    if (bins_[b].empty())
+      mask_ &= ~(std::uint64_t{1} << b);
   }
   /// A span of at least `n` slices, removed from its bin, or nullptr.
   page *take(std::uint32_t n) noexcept {
     const unsigned b = span_bin_ceil(n);
-    if (b >= span_bin_count) return nullptr;
+    if (b >= span_bin_count)
+      return nullptr;
     const std::uint64_t m = mask_ >> b;
-    if (m == 0) return nullptr;
+    if (m == 0)
+      return nullptr;
     page *span = bins_[b + std::countr_zero(m)].front();
     remove(span);
     return span;

@@ -26,11 +26,14 @@ bool read_words(const void *at, std::uint64_t *out, std::size_t n) noexcept {
 /// The chunk size, or 0 when the header does not look like a glibc chunk in use.
 std::uint64_t chunk_size(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  if (a < 4096 || (a & 15) != 0) return 0;
+  if (a < 4096 || (a & 15) != 0)
+    return 0;
   std::uint64_t hdr[2];
-  if (!read_words(reinterpret_cast<const void *>(a - 16), hdr, 2)) return 0;
+  if (!read_words(reinterpret_cast<const void *>(a - 16), hdr, 2))
+    return 0;
   const std::uint64_t size = hdr[1] & ~flag_bits;
-  if (size < 32 || (size & 15) != 0 || size > (std::uint64_t{1} << 46)) return 0;
+  if (size < 32 || (size & 15) != 0 || size > (std::uint64_t{1} << 46))
+    return 0;
   if (hdr[1] & is_mmapped) {
     // An mmapped chunk starts prev_size bytes after a page boundary and ends on one.
     const std::uint64_t start = a - 16 - hdr[0];
@@ -39,18 +42,22 @@ std::uint64_t chunk_size(const void *p) noexcept {
   (void)non_main_arena;
   // A chunk in use has the PREV_INUSE bit set in the next chunk's header.
   std::uint64_t next[2];
-  if (!read_words(reinterpret_cast<const void *>(a - 16 + size), next, 2)) return 0;
+  if (!read_words(reinterpret_cast<const void *>(a - 16 + size), next, 2))
+    return 0;
   return (next[1] & prev_inuse) != 0 ? size : 0;
 }
 
 } // namespace
 
-bool glibc_owns(const void *p) noexcept { return chunk_size(p) != 0; }
+bool glibc_owns(const void *p) noexcept {
+  return chunk_size(p) != 0;
+}
 
 std::size_t glibc_usable_size(const void *p) noexcept {
   std::uint64_t hdr[2];
   const std::uint64_t size = chunk_size(p);
-  if (size == 0 || !read_words(static_cast<const char *>(p) - 16, hdr, 2)) return 0;
+  if (size == 0 || !read_words(static_cast<const char *>(p) - 16, hdr, 2))
+    return 0;
   return static_cast<std::size_t>(size - ((hdr[1] & is_mmapped) ? 16 : 8));
 }
 

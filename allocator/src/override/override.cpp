@@ -29,12 +29,16 @@ __attribute__((noinline, cold)) void free_rejected(void *p, free_result r) noexc
 }
 
 RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
-  if (RAMALLOC_UNLIKELY(p == nullptr)) return;
+  if (RAMALLOC_UNLIKELY(p == nullptr))
+    return;
   const free_result r = free_counted(p);
-  if (RAMALLOC_UNLIKELY(r != free_result::freed)) free_rejected(p, r);
+  if (RAMALLOC_UNLIKELY(r != free_result::freed))
+    free_rejected(p, r);
 }
 
-bool is_foreign_glibc(const void *p) noexcept { return region_of(p) == nullptr && glibc_owns(p); }
+bool is_foreign_glibc(const void *p) noexcept {
+  return region_of(p) == nullptr && glibc_owns(p);
+}
 
 /// memalign's rule (glibc's): an alignment that is not a power of two is rounded up to
 /// the next one; if that overflows, the request cannot be met.
@@ -45,7 +49,8 @@ void *memalign_impl(std::size_t align, std::size_t size) noexcept {
       return nullptr;
     }
     std::size_t a = 1;
-    while (a < align) a <<= 1;
+    while (a < align)
+      a <<= 1;
     align = a;
   }
   return aligned_counted(align, size);
@@ -56,7 +61,8 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
   for (;;) {
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) {
-      if (nothrow) return nullptr;
+      if (nothrow)
+        return nullptr;
       throw std::bad_alloc();
     }
     if (nothrow) {
@@ -69,7 +75,8 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
       handler();
     }
     void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
-    if (p != nullptr) return p;
+    if (p != nullptr)
+      return p;
   }
 }
 
@@ -92,14 +99,23 @@ void *new_nothrow(std::size_t size, std::size_t align) noexcept {
 
 // --- the malloc family -------------------------------------------------------------------
 
-RAMALLOC_EXPORT void *malloc(std::size_t size) noexcept { return malloc_counted(size); }
-RAMALLOC_EXPORT void free(void *p) noexcept { free_any(p); }
-RAMALLOC_EXPORT void cfree(void *p) noexcept { free_any(p); }
+RAMALLOC_EXPORT void *malloc(std::size_t size) noexcept {
+  return malloc_counted(size);
+}
+RAMALLOC_EXPORT void free(void *p) noexcept {
+  free_any(p);
+}
+RAMALLOC_EXPORT void cfree(void *p) noexcept {
+  free_any(p);
+}
 
-RAMALLOC_EXPORT void *calloc(std::size_t count, std::size_t size) noexcept { return ram_calloc(count, size); }
+RAMALLOC_EXPORT void *calloc(std::size_t count, std::size_t size) noexcept {
+  return ram_calloc(count, size);
+}
 
 RAMALLOC_EXPORT void *realloc(void *p, std::size_t size) noexcept {
-  if (p != nullptr && RAMALLOC_UNLIKELY(is_foreign_glibc(p))) return __libc_realloc(p, size);
+  if (p != nullptr && RAMALLOC_UNLIKELY(is_foreign_glibc(p)))
+    return __libc_realloc(p, size);
   return ram_realloc(p, size);
 }
 
@@ -117,7 +133,8 @@ RAMALLOC_EXPORT void *aligned_alloc(std::size_t align, std::size_t size) noexcep
 }
 
 RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t size) noexcept {
-  if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL; // *out untouched
+  if (!is_pow2(align) || align % sizeof(void *) != 0)
+    return EINVAL; // *out untouched
   const int saved = errno;
   void *p = aligned_counted(align, size);
   if (p == nullptr) {
@@ -129,9 +146,13 @@ RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t si
   return 0;
 }
 
-RAMALLOC_EXPORT void *memalign(std::size_t align, std::size_t size) noexcept { return memalign_impl(align, size); }
+RAMALLOC_EXPORT void *memalign(std::size_t align, std::size_t size) noexcept {
+  return memalign_impl(align, size);
+}
 
-RAMALLOC_EXPORT void *valloc(std::size_t size) noexcept { return aligned_counted(os_page_size, size); }
+RAMALLOC_EXPORT void *valloc(std::size_t size) noexcept {
+  return aligned_counted(os_page_size, size);
+}
 
 RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
   if (size > SIZE_MAX - os_page_size) {
@@ -142,8 +163,10 @@ RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
 }
 
 RAMALLOC_EXPORT std::size_t malloc_usable_size(void *p) noexcept {
-  if (p == nullptr) return 0;
-  if (region_of(p) == nullptr) return glibc_owns(p) ? glibc_usable_size(p) : 0;
+  if (p == nullptr)
+    return 0;
+  if (region_of(p) == nullptr)
+    return glibc_owns(p) ? glibc_usable_size(p) : 0;
   return ram_usable_size(p);
 }
 
@@ -159,7 +182,7 @@ RAMALLOC_EXPORT int malloc_trim(std::size_t) noexcept {
 RAMALLOC_EXPORT struct mallinfo2 mallinfo2() noexcept {
   ram_stats s{};
   ram_get_stats(&s);
-  struct mallinfo2 m{};
+  struct mallinfo2 m {};
   m.arena = s.committed_bytes;
   m.uordblks = s.live_bytes;
   m.fordblks = s.committed_bytes > s.live_bytes ? s.committed_bytes - s.live_bytes : 0;
@@ -169,7 +192,7 @@ RAMALLOC_EXPORT struct mallinfo2 mallinfo2() noexcept {
 
 RAMALLOC_EXPORT struct mallinfo mallinfo() noexcept {
   const struct mallinfo2 m2 = mallinfo2();
-  struct mallinfo m{};
+  struct mallinfo m {};
   // The old interface has int fields: saturate instead of wrapping.
   auto clamp = [](std::size_t v) { return v > INT32_MAX ? INT32_MAX : static_cast<int>(v); };
   m.arena = clamp(m2.arena);
@@ -180,12 +203,24 @@ RAMALLOC_EXPORT struct mallinfo mallinfo() noexcept {
 
 // --- operator new / delete -----------------------------------------------------------------
 
-void *operator new(std::size_t n) { return new_impl(n); }
-void *operator new[](std::size_t n) { return new_impl(n); }
-void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return new_nothrow(n, 16); }
-void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return new_nothrow(n, 16); }
-void *operator new(std::size_t n, std::align_val_t a) { return new_aligned(n, static_cast<std::size_t>(a)); }
-void *operator new[](std::size_t n, std::align_val_t a) { return new_aligned(n, static_cast<std::size_t>(a)); }
+void *operator new(std::size_t n) {
+  return new_impl(n);
+}
+void *operator new[](std::size_t n) {
+  return new_impl(n);
+}
+void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, 16);
+}
+void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {
+  return new_nothrow(n, 16);
+}
+void *operator new(std::size_t n, std::align_val_t a) {
+  return new_aligned(n, static_cast<std::size_t>(a));
+}
+void *operator new[](std::size_t n, std::align_val_t a) {
+  return new_aligned(n, static_cast<std::size_t>(a));
+}
 void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept {
   return new_nothrow(n, static_cast<std::size_t>(a));
 }
@@ -193,15 +228,39 @@ void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) 
   return new_nothrow(n, static_cast<std::size_t>(a));
 }
 
-void operator delete(void *p) noexcept { free_any(p); }
-void operator delete[](void *p) noexcept { free_any(p); }
-void operator delete(void *p, std::size_t) noexcept { free_any(p); }
-void operator delete[](void *p, std::size_t) noexcept { free_any(p); }
-void operator delete(void *p, const std::nothrow_t &) noexcept { free_any(p); }
-void operator delete[](void *p, const std::nothrow_t &) noexcept { free_any(p); }
-void operator delete(void *p, std::align_val_t) noexcept { free_any(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { free_any(p); }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept { free_any(p); }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { free_any(p); }
-void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { free_any(p); }
-void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { free_any(p); }
+void operator delete(void *p) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p) noexcept {
+  free_any(p);
+}
+void operator delete(void *p, std::size_t) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p, std::size_t) noexcept {
+  free_any(p);
+}
+void operator delete(void *p, const std::nothrow_t &) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p, const std::nothrow_t &) noexcept {
+  free_any(p);
+}
+void operator delete(void *p, std::align_val_t) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p, std::align_val_t) noexcept {
+  free_any(p);
+}
+void operator delete(void *p, std::size_t, std::align_val_t) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p, std::size_t, std::align_val_t) noexcept {
+  free_any(p);
+}
+void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept {
+  free_any(p);
+}
+void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept {
+  free_any(p);
+}

@@ -20,7 +20,8 @@ struct field {
 void write_all(int fd, const char *s, std::size_t n) noexcept {
   while (n > 0) {
     const ssize_t w = ::write(fd, s, n);
-    if (w <= 0) return;
+    if (w <= 0)
+      return;
     s += w;
     n -= static_cast<std::size_t>(w);
   }
@@ -34,34 +35,46 @@ void human(char *out, std::size_t cap, unsigned long long v) noexcept {
     d /= 1024.0;
     ++u;
   }
-  if (u == 0) std::snprintf(out, cap, "%llu B", v);
-  else std::snprintf(out, cap, "%.1f %s", d, units[u]);
+  if (u == 0)
+    std::snprintf(out, cap, "%llu B", v);
+  else
+    std::snprintf(out, cap, "%.1f %s", d, units[u]);
 }
 
 __attribute__((destructor)) void report_at_exit() noexcept {
   const char *show = std::getenv("RAMALLOC_SHOW_STATS");
   const char *json = std::getenv("RAMALLOC_STATS_JSON");
   const bool want_table = show != nullptr && std::strcmp(show, "0") != 0 && *show != '\0';
-  if (!want_table && (json == nullptr || *json == '\0')) return;
+  if (!want_table && (json == nullptr || *json == '\0'))
+    return;
   ram_stats s{};
   ram_get_stats(&s);
   const field fields[] = {
-      {"live_bytes", s.live_bytes, true},           {"live_blocks", s.live_blocks, false},
-      {"committed_bytes", s.committed_bytes, true}, {"reserved_bytes", s.reserved_bytes, true},
-      {"pending_debt", s.pending_debt, false},      {"remote_frees", s.remote_frees, false},
-      {"pages_purged", s.pages_purged, false},      {"bytes_purged", s.bytes_purged, true},
-      {"heaps_live", s.heaps_live, false},          {"heaps_orphaned", s.heaps_orphaned, false},
-      {"orphans_adopted", s.orphans_adopted, false}, {"orphans_serviced", s.orphans_serviced, false},
+      {"live_bytes", s.live_bytes, true},
+      {"live_blocks", s.live_blocks, false},
+      {"committed_bytes", s.committed_bytes, true},
+      {"reserved_bytes", s.reserved_bytes, true},
+      {"pending_debt", s.pending_debt, false},
+      {"remote_frees", s.remote_frees, false},
+      {"pages_purged", s.pages_purged, false},
+      {"bytes_purged", s.bytes_purged, true},
+      {"heaps_live", s.heaps_live, false},
+      {"heaps_orphaned", s.heaps_orphaned, false},
+      {"orphans_adopted", s.orphans_adopted, false},
+      {"orphans_serviced", s.orphans_serviced, false},
       {"invalid_frees", s.invalid_frees, false},
   };
   char line[160];
   if (want_table) {
-    int n = std::snprintf(line, sizeof line, "ramalloc statistics (pid %d, at exit)\n", static_cast<int>(::getpid()));
+    int n = std::snprintf(line, sizeof line, "ramalloc statistics (pid %d, at exit)\n",
+                          static_cast<int>(::getpid()));
     write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
     for (const field &f : fields) {
       char value[48];
-      if (f.bytes) human(value, sizeof value, f.value);
-      else std::snprintf(value, sizeof value, "%llu", f.value);
+      if (f.bytes)
+        human(value, sizeof value, f.value);
+      else
+        std::snprintf(value, sizeof value, "%llu", f.value);
       n = std::snprintf(line, sizeof line, "  %-18s %16s\n", f.name, value);
       write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
     }
@@ -69,14 +82,16 @@ __attribute__((destructor)) void report_at_exit() noexcept {
   if (json != nullptr && *json != '\0') {
     const int fd = ::open(json, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-      const int n = std::snprintf(line, sizeof line, "ramalloc: RAMALLOC_STATS_JSON: cannot open %.100s\n", json);
+      const int n = std::snprintf(line, sizeof line,
+                                  "ramalloc: RAMALLOC_STATS_JSON: cannot open %.100s\n", json);
       write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
       return;
     }
     write_all(fd, "{", 1);
     bool first = true;
     for (const field &f : fields) {
-      const int n = std::snprintf(line, sizeof line, "%s\"%s\": %llu", first ? "" : ", ", f.name, f.value);
+      const int n =
+          std::snprintf(line, sizeof line, "%s\"%s\": %llu", first ? "" : ", ", f.name, f.value);
       write_all(fd, line, static_cast<std::size_t>(n));
       first = false;
     }

@@ -15,7 +15,8 @@ constinit std::atomic<std::size_t> g_meta_cursor{0};
 
 std::byte *meta_base() noexcept {
   std::byte *b = g_meta_base.load(std::memory_order_acquire);
-  if (RAMALLOC_LIKELY(b != nullptr)) return b;
+  if (RAMALLOC_LIKELY(b != nullptr))
+    return b;
   auto *fresh = static_cast<std::byte *>(os_pages::reserve_aligned(meta_reservation, os_page_size));
   RAMALLOC_CHECK(fresh != nullptr, "cannot reserve address space for allocator metadata");
   std::byte *expected = nullptr;
@@ -34,7 +35,8 @@ void *meta_alloc(std::size_t size, std::size_t align) noexcept {
   // rounding the cursor up by `align` keeps each block aligned without a CAS loop.
   std::size_t at = g_meta_cursor.fetch_add(need + align, std::memory_order_relaxed);
   at = align_up(at, align);
-  if (at + need > meta_reservation) return nullptr;
+  if (at + need > meta_reservation)
+    return nullptr;
   return base + at;
 }
 

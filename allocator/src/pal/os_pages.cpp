@@ -14,7 +14,8 @@ namespace ramalloc::detail {
 
 void *os_pages::reserve_aligned(std::size_t size, std::size_t align) noexcept {
   // Over-reserve by `align` and trim both ends: the kernel gives no alignment guarantee.
-  if (size > SIZE_MAX - align) return nullptr;
+  if (size > SIZE_MAX - align)
+    return nullptr;
   const int saved = errno;
   const std::size_t span = size + (align > os_page_size ? align : 0);
   void *raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE,
@@ -25,9 +26,11 @@ void *os_pages::reserve_aligned(std::size_t size, std::size_t align) noexcept {
   }
   auto base = reinterpret_cast<std::uintptr_t>(raw);
   const std::uintptr_t aligned = (base + align - 1) & ~(std::uintptr_t{align} - 1);
-  if (aligned > base) ::munmap(raw, aligned - base);
+  if (aligned > base)
+    ::munmap(raw, aligned - base);
   const std::uintptr_t end = base + span;
-  if (end > aligned + size) ::munmap(reinterpret_cast<void *>(aligned + size), end - aligned - size);
+  if (end > aligned + size)
+    ::munmap(reinterpret_cast<void *>(aligned + size), end - aligned - size);
   errno = saved;
   return reinterpret_cast<void *>(aligned);
 }
@@ -51,7 +54,8 @@ void os_pages::prefault(void *p, std::size_t size) noexcept {
     // Older kernels: touch one byte per OS page (the range is fresh or purged, so
     // writing zero changes nothing the caller can see).
     auto *bytes = static_cast<volatile char *>(p);
-    for (std::size_t i = 0; i < size; i += os_page_size) bytes[i] = 0;
+    for (std::size_t i = 0; i < size; i += os_page_size)
+      bytes[i] = 0;
   }
   errno = saved;
 }
