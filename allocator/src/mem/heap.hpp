@@ -171,8 +171,10 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     heap_free_remote(owner, pg, p, off);
     return free_result::freed;
   }
-  __builtin_memcpy(p, &pg->local_free_head, sizeof(std::uint32_t));
-  pg->local_free_head = off;
+  // LIFO onto the list the fast path pops: the block just freed is the next handed out,
+  // while it is still in cache, and a malloc/free loop never leaves the fast paths.
+  __builtin_memcpy(p, &pg->free_head, sizeof(std::uint32_t));
+  pg->free_head = off;
   owner->class_live[pg->size_class].sub(1);
   if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
     // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)

@@ -52,7 +52,7 @@ struct alignas(64) page {
   // --- owner-only hot fields (the allocation fast path reads these) ---
   std::byte *start = nullptr;                 // first byte of the span
   std::uint32_t free_head = nil_offset;       // blocks ready to hand out
-  std::uint32_t local_free_head = nil_offset; // blocks the owner freed since the last swap
+  std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
   std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
   std::uint32_t bump = 0;                     // index of the first never-used block
   // --- read by query/discard from any thread: relaxed atomics ---
