@@ -9,7 +9,8 @@
 # something is missing. Needs root, or sudo when run as another user.
 set -euo pipefail
 
-required=(build-essential cmake ninja-build g++ libgtest-dev)
+# time, git and python3 are for the LD_PRELOAD tests (tests/preload), which run real programs.
+required=(build-essential cmake ninja-build g++ libgtest-dev time git python3)
 sanitizer_extras=(clang libclang-rt-14-dev)
 
 packages=("${required[@]}")

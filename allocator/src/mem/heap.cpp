@@ -231,14 +231,26 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
 }
 
 /// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
+/// Unlinks idle-list entries whose page was used again (the fast path cannot unlink
+/// them). At most one entry per size class, so this is bounded by class_count.
+void drop_reused_idle(heap_state *h) noexcept {
+  while (page *i = h->idle.front()) {
+    if (i->used == 0)
+      return;
+    h->idle.pop_front();
+    i->in_idle = false;
+  }
+}
+
 bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexcept {
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
+  drop_reused_idle(h);
   page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay) {
     // A current page that stayed empty for purge_delay: its class is idle, retire it.
     h->idle.pop_front();
     i->in_idle = false;
-    if (i->used == 0 && !is_queued(i))
+    if (!is_queued(i))
       retire_page(h, i);
     return true;
   }
@@ -258,7 +270,8 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
   return done != 0;
 }
 
-bool purge_due(const heap_state *h, std::uint64_t now) noexcept {
+bool purge_due(heap_state *h, std::uint64_t now) noexcept {
+  drop_reused_idle(h);
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
   const page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay)
@@ -448,6 +461,8 @@ void heap_flush(heap_state *h) noexcept {
       pg = next;
     }
   }
+  while (page *i = h->idle.pop_front()) // pages emptied are retired above; these are in use
+    i->in_idle = false;
   while (page *c = h->cache.pop_front()) {
     c->state.store(page_state::in_use, std::memory_order_relaxed);
     span_free(h, c, false);

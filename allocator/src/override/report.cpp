@@ -41,6 +41,20 @@ void human(char *out, std::size_t cap, unsigned long long v) noexcept {
     std::snprintf(out, cap, "%.1f %s", d, units[u]);
 }
 
+// Programs may close stderr before the library's destructor runs (GNU coreutils do, in
+// an atexit handler), so the table goes to a duplicate taken at load time. Only a
+// convenience: without it (no constructor run) the report falls back to fd 2.
+int g_report_fd = STDERR_FILENO;
+
+__attribute__((constructor)) void keep_stderr_for_report() noexcept {
+  const char *show = std::getenv("RAMALLOC_SHOW_STATS");
+  if (show == nullptr || *show == '\0' || std::strcmp(show, "0") == 0)
+    return;
+  const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (fd >= 0)
+    g_report_fd = fd;
+}
+
 __attribute__((destructor)) void report_at_exit() noexcept {
   const char *show = std::getenv("RAMALLOC_SHOW_STATS");
   const char *json = std::getenv("RAMALLOC_STATS_JSON");
@@ -68,7 +82,7 @@ __attribute__((destructor)) void report_at_exit() noexcept {
   if (want_table) {
     int n = std::snprintf(line, sizeof line, "ramalloc statistics (pid %d, at exit)\n",
                           static_cast<int>(::getpid()));
-    write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
+    write_all(g_report_fd, line, static_cast<std::size_t>(n));
     for (const field &f : fields) {
       char value[48];
       if (f.bytes)
@@ -76,7 +90,7 @@ __attribute__((destructor)) void report_at_exit() noexcept {
       else
         std::snprintf(value, sizeof value, "%llu", f.value);
       n = std::snprintf(line, sizeof line, "  %-18s %16s\n", f.name, value);
-      write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
+      write_all(g_report_fd, line, static_cast<std::size_t>(n));
     }
   }
   if (json != nullptr && *json != '\0') {
@@ -84,7 +98,7 @@ __attribute__((destructor)) void report_at_exit() noexcept {
     if (fd < 0) {
       const int n = std::snprintf(line, sizeof line,
                                   "ramalloc: RAMALLOC_STATS_JSON: cannot open %.100s\n", json);
-      write_all(STDERR_FILENO, line, static_cast<std::size_t>(n));
+      write_all(g_report_fd, line, static_cast<std::size_t>(n));
       return;
     }
     write_all(fd, "{", 1);
