@@ -38,16 +38,16 @@ TEST(Query, ReportsNotOursForStackAddresses) {
 TEST(Query, ReportsNotOursForGlibcMallocMemory) {
   ramalloc::discard(ramalloc::acquire(16));
   // Small blocks come from glibc's brk heap, big ones from its own mmap.
-  void *small = ::malloc(64);
-  void *big = ::malloc(4 * MiB);
+  void *small = glibc_malloc(64);
+  void *big = glibc_malloc(4 * MiB);
   ASSERT_NE(small, nullptr);
   ASSERT_NE(big, nullptr);
   expect_not_ours(small);
   expect_not_ours(static_cast<char *>(small) + 32);
   expect_not_ours(big);
   expect_not_ours(static_cast<char *>(big) + 2 * MiB);
-  ::free(small);
-  ::free(big);
+  glibc_free(small);
+  glibc_free(big);
 }
 
 TEST(Query, ReportsNotOursForProtNoneMappingWithoutFaulting) {

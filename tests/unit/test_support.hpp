@@ -2,8 +2,9 @@
 // design promises, deterministic random numbers, fill patterns and an error-callback
 // recorder.
 //
-// Everything here allocates (if at all) through glibc's malloc: the unit tests link the
-// core only, never the malloc override.
+// The tests are built twice: with the core only (::malloc is glibc's) and with the malloc
+// override linked in (::malloc, operator new and GoogleTest's allocations are ramalloc's).
+// A test that needs memory which is certainly not ramalloc's uses glibc_malloc.
 #pragma once
 
 #include <ramalloc/ramalloc.h>
@@ -20,10 +21,48 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
+// glibc's own entry points, exported (GLIBC_2.2.5) next to the malloc the override
+// replaces: memory from them is glibc's in both builds.
+extern "C" void *__libc_malloc(std::size_t size);
+extern "C" void __libc_free(void *p);
+
 namespace ramalloc_test {
+
+/// `size` bytes from glibc's malloc, never ramalloc's (even with the override linked in).
+inline void *glibc_malloc(std::size_t size) {
+  return ::__libc_malloc(size);
+}
+/// Frees memory from glibc_malloc.
+inline void glibc_free(void *p) {
+  ::__libc_free(p);
+}
+
+/// A standard allocator over glibc_malloc, for the test harness's own containers when a
+/// test counts blocks: their nodes then never show up in ramalloc's statistics.
+template <class T>
+struct glibc_allocator {
+  using value_type = T;
+  glibc_allocator() = default;
+  template <class U>
+  glibc_allocator(const glibc_allocator<U> &) noexcept {}
+  T *allocate(std::size_t n) {
+    if (n > SIZE_MAX / sizeof(T))
+      throw std::bad_array_new_length();
+    void *p = glibc_malloc(n * sizeof(T));
+    if (p == nullptr)
+      throw std::bad_alloc();
+    return static_cast<T *>(p);
+  }
+  void deallocate(T *p, std::size_t) noexcept { glibc_free(p); }
+  template <class U>
+  bool operator==(const glibc_allocator<U> &) const noexcept {
+    return true;
+  }
+};
 
 inline constexpr std::size_t KiB = std::size_t{1} << 10;
 inline constexpr std::size_t MiB = std::size_t{1} << 20;
@@ -194,11 +233,19 @@ inline std::size_t first_pattern_mismatch(const void *p, std::size_t n, std::uin
   return n;
 }
 
-/// Records every report made through the error callback while alive; restores the
+/// Records the reports made through the error callback while alive; restores the
 /// default handler (and the previous options) on destruction. With `mode` given, also
 /// sets options::on_invalid for its lifetime.
+///
+/// The callback must not allocate through ramalloc (ramalloc.h), and in the override
+/// build every malloc is ramalloc's: reports are copied into fixed arrays. The first
+/// `capacity` reports are kept (messages truncated to `message_capacity - 1` bytes);
+/// later ones are only counted.
 class error_recorder {
 public:
+  static constexpr std::size_t capacity = 64;
+  static constexpr std::size_t message_capacity = 256;
+
   struct report {
     ram_error error;
     const void *pointer;
@@ -208,7 +255,6 @@ public:
   explicit error_recorder(
       ramalloc::options::on_invalid_mode mode = ramalloc::options::on_invalid_mode::warn)
       : saved_(ramalloc::get_options()) {
-    reports_.reserve(64);
     ramalloc::options o = saved_;
     o.on_invalid = mode;
     ramalloc::set_options(o);
@@ -221,29 +267,58 @@ public:
   error_recorder(const error_recorder &) = delete;
   error_recorder &operator=(const error_recorder &) = delete;
 
+  /// The stored reports, oldest first (allocates, so never call it from the callback).
   std::vector<report> reports() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return reports_;
+    std::vector<report> out;
+    for (std::size_t i = 0; i < stored_; ++i)
+      out.push_back(report{entries_[i].error, entries_[i].pointer, entries_[i].message});
+    return out;
   }
+  /// Every report received, stored or not.
   std::size_t count() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return reports_.size();
+    return stored_ + overflowed_;
+  }
+  /// Reports received after the arrays were full.
+  std::size_t overflowed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return overflowed_;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(mutex_);
-    reports_.clear();
+    stored_ = 0;
+    overflowed_ = 0;
   }
 
 private:
+  struct entry {
+    ram_error error;
+    const void *pointer;
+    char message[message_capacity];
+  };
+
   static void callback(ram_error error, const void *pointer, const char *message, void *context) {
     auto *self = static_cast<error_recorder *>(context);
     std::lock_guard<std::mutex> lock(self->mutex_);
-    self->reports_.push_back(report{error, pointer, message ? message : ""});
+    if (self->stored_ == capacity) {
+      ++self->overflowed_;
+      return;
+    }
+    entry &e = self->entries_[self->stored_++];
+    e.error = error;
+    e.pointer = pointer;
+    const std::size_t n = message ? ::strnlen(message, message_capacity - 1) : 0;
+    if (n > 0)
+      std::memcpy(e.message, message, n);
+    e.message[n] = '\0';
   }
 
   ramalloc::options saved_;
   mutable std::mutex mutex_;
-  std::vector<report> reports_;
+  entry entries_[capacity];
+  std::size_t stored_ = 0;
+  std::size_t overflowed_ = 0;
 };
 
 inline const char *error_name(ram_error e) {
