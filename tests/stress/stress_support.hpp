@@ -7,6 +7,8 @@
 // bookkeeping never disturbs the allocator under test.
 #pragma once
 
+#include "../common/test_common.hpp"
+
 #include <ramalloc/ramalloc.h>
 #include <ramalloc/ramalloc.hpp>
 
@@ -111,97 +113,14 @@ inline std::size_t scaled(std::size_t at_scale_1, double tsan, double asan,
                            tsan, asan, minimum);
 }
 
-// --- resident memory --------------------------------------------------------------------
+// --- shared with the unit tests (tests/common/test_common.hpp) ------------------------
 
-/// Resident set size in bytes ("resident" field of /proc/self/statm times the page size).
-/// Reads with open/read, so measuring allocates nothing.
-inline std::size_t resident_bytes() {
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    std::abort();
-  char buf[256];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0)
-    std::abort();
-  buf[n] = '\0';
-  unsigned long long size_pages = 0, resident_pages = 0;
-  if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2)
-    std::abort();
-  return static_cast<std::size_t>(resident_pages) *
-         static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
-
-// --- random numbers and fill patterns ---------------------------------------------------
-
-inline std::uint64_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xFF51AFD7ED558CCDull;
-  x ^= x >> 33;
-  x *= 0xC4CEB9FE1A85EC53ull;
-  x ^= x >> 33;
-  return x;
-}
-
-/// splitmix64: deterministic, seedable, allocation-free.
-class rng {
-public:
-  explicit rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [lo, hi].
-  std::size_t uniform(std::size_t lo, std::size_t hi) { return lo + next() % (hi - lo + 1); }
-  /// Log-uniform in [lo, hi]: every doubling equally likely.
-  std::size_t log_uniform(std::size_t lo, std::size_t hi) {
-    const double u = static_cast<double>(next() >> 11) / static_cast<double>(1ull << 53);
-    const double v =
-        static_cast<double>(lo) * std::pow(static_cast<double>(hi) / static_cast<double>(lo), u);
-    return std::clamp(static_cast<std::size_t>(v), lo, hi);
-  }
-
-private:
-  std::uint64_t state_;
-};
-
-/// Word `w` of the fill pattern keyed by `key`: neighbouring keys differ at every offset,
-/// so a write that strays into another block, or a block handed out twice, is seen.
-inline std::uint64_t pattern_word(std::uint64_t key, std::size_t w) {
-  return mix(key * 0x9E3779B97F4A7C15ull + w + 1);
-}
-
-inline void fill_pattern(void *p, std::size_t n, std::uint64_t key) {
-  auto *b = static_cast<unsigned char *>(p);
-  std::size_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const std::uint64_t h = pattern_word(key, j / 8);
-    std::memcpy(b + j, &h, 8);
-  }
-  if (j < n) {
-    const std::uint64_t h = pattern_word(key, j / 8);
-    std::memcpy(b + j, &h, n - j);
-  }
-}
-
-/// True when all `n` bytes match the pattern of `key`.
-inline bool pattern_intact(const void *p, std::size_t n, std::uint64_t key) {
-  const auto *b = static_cast<const unsigned char *>(p);
-  std::size_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const std::uint64_t h = pattern_word(key, j / 8);
-    if (std::memcmp(b + j, &h, 8) != 0)
-      return false;
-  }
-  if (j < n) {
-    const std::uint64_t h = pattern_word(key, j / 8);
-    if (std::memcmp(b + j, &h, n - j) != 0)
-      return false;
-  }
-  return true;
-}
+using ramalloc_test_common::fill_pattern;
+using ramalloc_test_common::mix;
+using ramalloc_test_common::pattern_intact;
+using ramalloc_test_common::pattern_word;
+using ramalloc_test_common::resident_bytes;
+using ramalloc_test_common::rng;
 
 // --- a bounded blocking queue -----------------------------------------------------------
 

@@ -7,6 +7,8 @@
 // A test that needs memory which is certainly not ramalloc's uses glibc_malloc.
 #pragma once
 
+#include "../common/test_common.hpp"
+
 #include <ramalloc/ramalloc.h>
 #include <ramalloc/ramalloc.hpp>
 
@@ -64,6 +66,14 @@ struct glibc_allocator {
   }
 };
 
+using ramalloc_test_common::fill_pattern;
+using ramalloc_test_common::first_pattern_mismatch;
+using ramalloc_test_common::mix;
+using ramalloc_test_common::pattern_word;
+using ramalloc_test_common::resident_bytes;
+using ramalloc_test_common::rng;
+using ramalloc_test_common::under_sanitizer;
+
 inline constexpr std::size_t KiB = std::size_t{1} << 10;
 inline constexpr std::size_t MiB = std::size_t{1} << 20;
 inline constexpr std::size_t GiB = std::size_t{1} << 30;
@@ -72,42 +82,6 @@ inline constexpr std::size_t slice_size = 64 * KiB;
 inline constexpr std::size_t small_max = 8 * KiB;
 inline constexpr std::size_t medium_max = 256 * KiB;
 inline constexpr std::size_t large_max = 32 * MiB;
-
-/// True when the build runs under a sanitizer whose shadow memory makes resident-memory
-/// measurements meaningless.
-constexpr bool under_sanitizer() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
-    __has_feature(memory_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
-
-/// Resident set size in bytes: the "resident" field of /proc/self/statm times the page
-/// size. Reads with open/read so measuring allocates nothing.
-inline std::size_t resident_bytes() {
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    std::abort();
-  char buf[256];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0)
-    std::abort();
-  buf[n] = '\0';
-  unsigned long long size_pages = 0, resident_pages = 0;
-  if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2)
-    std::abort();
-  return static_cast<std::size_t>(resident_pages) *
-         static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
 
 /// The block sizes of the size classes DESIGN.md specifies: 4, 8, 16..128 in steps of
 /// 16, then four classes per doubling up to 256 KiB (160, 192, 224, 256, 320, ...).
@@ -162,75 +136,6 @@ inline std::size_t natural_alignment(std::size_t size) {
 
 inline std::uintptr_t addr(const void *p) {
   return reinterpret_cast<std::uintptr_t>(p);
-}
-
-/// splitmix64: deterministic, seedable, allocation-free.
-class rng {
-public:
-  explicit rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [lo, hi].
-  std::size_t uniform(std::size_t lo, std::size_t hi) { return lo + next() % (hi - lo + 1); }
-  /// Log-uniform in [lo, hi]: every doubling equally likely.
-  std::size_t log_uniform(std::size_t lo, std::size_t hi) {
-    const double u = static_cast<double>(next() >> 11) / static_cast<double>(1ull << 53);
-    const double v =
-        static_cast<double>(lo) * std::pow(static_cast<double>(hi) / static_cast<double>(lo), u);
-    return std::clamp(static_cast<std::size_t>(v), lo, hi);
-  }
-
-private:
-  std::uint64_t state_;
-};
-
-inline std::uint64_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xFF51AFD7ED558CCDull;
-  x ^= x >> 33;
-  x *= 0xC4CEB9FE1A85EC53ull;
-  x ^= x >> 33;
-  return x;
-}
-
-/// Word `w` (bytes 8w..8w+7) of the fill pattern of block number `tag`. Neighbouring
-/// tags give different bytes at every offset (with overwhelming probability), so a write
-/// that strays into a neighbour is seen when the neighbour is verified.
-inline std::uint64_t pattern_word(std::uint64_t tag, std::size_t w) {
-  return mix(tag * 0x9E3779B97F4A7C15ull + w + 1);
-}
-
-inline void fill_pattern(void *p, std::size_t n, std::uint64_t tag) {
-  auto *b = static_cast<unsigned char *>(p);
-  std::size_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const std::uint64_t h = pattern_word(tag, j / 8);
-    std::memcpy(b + j, &h, 8);
-  }
-  if (j < n) {
-    const std::uint64_t h = pattern_word(tag, j / 8);
-    std::memcpy(b + j, &h, n - j);
-  }
-}
-
-/// Offset of the first byte that differs from the pattern, or n when all match.
-inline std::size_t first_pattern_mismatch(const void *p, std::size_t n, std::uint64_t tag) {
-  const auto *b = static_cast<const unsigned char *>(p);
-  for (std::size_t j = 0; j < n; j += 8) {
-    const std::uint64_t h = pattern_word(tag, j / 8);
-    const std::size_t len = std::min<std::size_t>(8, n - j);
-    if (std::memcmp(b + j, &h, len) != 0) {
-      const auto *e = reinterpret_cast<const unsigned char *>(&h);
-      for (std::size_t k = 0; k < len; ++k)
-        if (b[j + k] != e[k])
-          return j + k;
-    }
-  }
-  return n;
 }
 
 /// Records the reports made through the error callback while alive; restores the
