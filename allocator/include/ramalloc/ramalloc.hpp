@@ -39,11 +39,15 @@ using stats = ram_stats;
 /// `set_options` at any time; new values apply from the next reclaim step.
 struct options {
   std::uint64_t purge_delay_ms = 250;    ///< RAMALLOC_PURGE_DELAY_MS: idle time before purge
-  std::uint64_t purge_budget = 4u << 20; ///< RAMALLOC_PURGE_BUDGET: max bytes purged per step
+  std::uint64_t purge_budget = 1u << 20; ///< RAMALLOC_PURGE_BUDGET: max bytes purged per step
   std::uint64_t reserve = 0;             ///< RAMALLOC_RESERVE: bytes kept pre-faulted per heap
   std::uint32_t page_cache = 4;          ///< RAMALLOC_PAGE_CACHE: empty pages kept per heap
   std::uint32_t debt_slice = 2;          ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
   bool verbose = false;                  ///< RAMALLOC_VERBOSE: report OS failures
+  /// RAMALLOC_AUTO_PURGE: a heap whose owner has not called reclaim for purge_delay pays
+  /// one purge step (at most purge_budget bytes) on its slow paths, so programs that
+  /// never call reclaim (e.g. under LD_PRELOAD) still return memory.
+  bool auto_purge = true;
   enum class on_invalid_mode : std::uint8_t { abort, warn, ignore };
   /// RAMALLOC_ON_INVALID: what a bad free does after it is reported. Default: abort in
   /// debug builds (NDEBUG unset), warn in release builds.

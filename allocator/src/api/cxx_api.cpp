@@ -123,6 +123,7 @@ options get_options() noexcept {
   o.page_cache = g_options.page_cache.load(std::memory_order_relaxed);
   o.debt_slice = g_options.debt_slice.load(std::memory_order_relaxed);
   o.verbose = g_options.verbose.load(std::memory_order_relaxed);
+  o.auto_purge = g_options.auto_purge.load(std::memory_order_relaxed);
   o.on_invalid =
       static_cast<options::on_invalid_mode>(g_options.on_invalid.load(std::memory_order_relaxed));
   return o;
@@ -137,6 +138,7 @@ void set_options(const options &o) noexcept {
   g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
   g_options.debt_slice.store(o.debt_slice == 0 ? 1 : o.debt_slice, std::memory_order_relaxed);
   g_options.verbose.store(o.verbose, std::memory_order_relaxed);
+  g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
   g_options.on_invalid.store(static_cast<std::uint8_t>(o.on_invalid), std::memory_order_relaxed);
 }
 

@@ -15,11 +15,12 @@ namespace ramalloc::detail {
 /// readers on others never race and no lock is taken.
 struct runtime_options {
   std::atomic<std::uint64_t> purge_delay_ms{250};
-  std::atomic<std::uint64_t> purge_budget{4u << 20};
+  std::atomic<std::uint64_t> purge_budget{1u << 20};
   std::atomic<std::uint64_t> reserve{0};
   std::atomic<std::uint32_t> page_cache{4};
   std::atomic<std::uint32_t> debt_slice{2};
   std::atomic<bool> verbose{false};
+  std::atomic<bool> auto_purge{true};
   std::atomic<std::uint8_t> on_invalid{0}; // 0 abort, 1 warn, 2 ignore
   std::atomic<bool> loaded{false};
 };

@@ -141,6 +141,12 @@ bool apply_option(const char *name, const char *value) noexcept {
       return false;
     }
     g_options.verbose.store(b, std::memory_order_relaxed);
+  } else if (std::strcmp(name, "RAMALLOC_AUTO_PURGE") == 0) {
+    if (!parse_bool(value, b)) {
+      reject(name, value, "0/1, true/false, yes/no or on/off");
+      return false;
+    }
+    g_options.auto_purge.store(b, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_ON_INVALID") == 0) {
     std::uint8_t mode;
     if (std::strcmp(value, "abort") == 0)

@@ -284,6 +284,22 @@ bool purge_due(heap_state *h, std::uint64_t now) noexcept {
          h->committed.get() > g_options.reserve.load(std::memory_order_relaxed);
 }
 
+/// Auto purge: a heap whose owner has not called reclaim for purge_delay pays one purge
+/// step (at most purge_budget bytes, one madvise) here, on a slow path. Owners that
+/// reclaim from their event loop never get here; programs that never reclaim (the malloc
+/// override) still give memory back.
+void maybe_auto_purge(heap_state *h) noexcept {
+  if (h->dirty_fifo.empty() && h->cache.empty() && h->idle.empty())
+    return;
+  if (!g_options.auto_purge.load(std::memory_order_relaxed))
+    return;
+  const std::uint64_t now = now_ms();
+  if (now - h->last_reclaim_ms < g_options.purge_delay_ms.load(std::memory_order_relaxed))
+    return;
+  std::size_t bytes = g_options.purge_budget.load(std::memory_order_relaxed);
+  purge_step(h, now, bytes);
+}
+
 } // namespace
 
 void heap_init(heap_state *h) noexcept {
@@ -304,6 +320,7 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       settle_inbox_page(h, pg);
     }
   }
+  maybe_auto_purge(h);
   // At most three turns: the front page may be exhausted, every other page in the
   // available list has a free block by construction, and a fresh page always has one.
   for (;;) {
@@ -352,6 +369,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
 // --- frees (the fast path is heap_free in heap.hpp) -----------------------------------
 
 void page_emptied(heap_state *h, page *pg) noexcept {
+  maybe_auto_purge(h);
   if (is_queued(pg)) { // still in the inbox: settling it there will retire it
     if (pg->size_class != large_class && !pg->in_avail)
       avail_push_back(h, pg);
@@ -412,6 +430,7 @@ free_result heap_free_other(heap_state *current, void *ptr) noexcept {
 
 std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) noexcept {
   const std::uint64_t now = now_ms();
+  h->last_reclaim_ms = now;
   std::size_t bytes_left = g_options.purge_budget.load(std::memory_order_relaxed);
   std::size_t units = 0;
   for (; units < budget; ++units) {

@@ -69,7 +69,8 @@ struct heap_state {
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
   bool reserve_done = false;
-  bool thread_heap = false; // bound to a thread (adoptable when orphaned)
+  std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
 

@@ -6,6 +6,7 @@
 // fill of a new span, which is bounded by the largest span (large_max / 64 KiB).
 #include "mem/span.hpp"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "pal/os_pages.hpp"
@@ -35,7 +36,14 @@ void insert_free(heap_state *h, region *r, std::uint32_t first, std::uint32_t n,
   pg->state.store(s, std::memory_order_relaxed);
   pg->freed_at_ms = freed_at;
   bins_for(h, s).insert(pg);
-  if (s == page_state::free_dirty)
+  if (s != page_state::free_dirty)
+    return;
+  // The FIFO is kept (nearly) in age order: a span as old as the current front goes in
+  // front of it, so merging a fresh page into an old span does not delay its purge.
+  page *front = h->dirty_fifo.front();
+  if (front != nullptr && freed_at <= front->freed_at_ms)
+    h->dirty_fifo.push_front(pg);
+  else
     h->dirty_fifo.push_back(pg);
 }
 
@@ -139,6 +147,9 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
   // Static buffers are never purged: their free spans are all "clean".
   const page_state s = (purged || r->kind == region_kind::static_buffer) ? page_state::free_clean
                                                                          : page_state::free_dirty;
+  // A merged dirty span is as old as its oldest part: coalescing must not restart the
+  // purge delay of memory that has been idle all along.
+  std::uint64_t freed_at = now_ms();
   pg->state.store(page_state::unused, std::memory_order_relaxed);
   const std::uint32_t next = first + n;
   if (next < r->slice_count) {
@@ -146,6 +157,7 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
     if (nx->state.load(std::memory_order_relaxed) == s) {
       remove_free(h, nx);
       n += nx->slices.load(std::memory_order_relaxed);
+      freed_at = std::min(freed_at, nx->freed_at_ms);
       nx->state.store(page_state::unused, std::memory_order_relaxed);
     }
   }
@@ -155,11 +167,12 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
     if (ph >= r->first_slice && ph < first && pv->state.load(std::memory_order_relaxed) == s &&
         ph + pv->slices.load(std::memory_order_relaxed) == first) {
       remove_free(h, pv);
+      freed_at = std::min(freed_at, pv->freed_at_ms);
       n += first - ph;
       first = ph;
     }
   }
-  insert_free(h, r, first, n, s, now_ms());
+  insert_free(h, r, first, n, s, freed_at);
   return &r->pages[first];
 }
 
