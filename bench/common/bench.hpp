@@ -505,4 +505,22 @@ struct backoff {
   void reset() noexcept { n = 0; }
 };
 
+/// Reports the latency histograms of a run the same way in every workload: all
+/// operations, allocations, frees, and (native mode) the reclaim calls; optionally dumps
+/// the combined histogram for the latency plots.
+inline void report_latency(result &res, const histogram &alloc, const histogram &free,
+                           const histogram &reclaim, bool native, const std::string &hist_path) {
+  histogram all;
+  all.merge(alloc);
+  all.merge(free);
+  res.num("timer_overhead_ns", timer_overhead_ns());
+  all.report(res, "lat_");
+  alloc.report(res, "alloc_");
+  free.report(res, "free_");
+  if (native)
+    reclaim.report(res, "reclaim_");
+  if (!hist_path.empty())
+    all.dump(hist_path.c_str());
+}
+
 } // namespace bench

@@ -105,22 +105,13 @@ int run(const config &cfg) {
   res.num("wall_s", wall).num("mops_per_s", double(ops) / wall / 1e6);
   res.num("teardown_s", teardown);
   if constexpr (Latency) {
-    bench::histogram all, alloc, free, rec;
+    bench::histogram alloc, free, rec;
     for (auto &h : hists) {
       alloc.merge(h->alloc);
       free.merge(h->free);
       rec.merge(h->reclaim);
     }
-    all.merge(alloc);
-    all.merge(free);
-    res.num("timer_overhead_ns", bench::timer_overhead_ns());
-    all.report(res, "lat_");
-    alloc.report(res, "alloc_");
-    free.report(res, "free_");
-    if (Mode::native)
-      rec.report(res, "reclaim_");
-    if (!cfg.hist_path.empty())
-      all.dump(cfg.hist_path.c_str());
+    bench::report_latency(res, alloc, free, rec, Mode::native, cfg.hist_path);
   }
   res.print();
   return 0;

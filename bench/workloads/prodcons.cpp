@@ -185,23 +185,14 @@ int run(const config &cfg) {
   res.num("pairs", cfg.pairs).num("messages", double(msgs));
   res.num("wall_s", wall).num("mmsg_per_s", double(msgs) / wall / 1e6);
   if constexpr (Latency) {
-    bench::histogram all, alloc, free, rec;
+    bench::histogram alloc, free, rec;
     for (unsigned i = 0; i < cfg.pairs; ++i) {
       alloc.merge(hists[2 * i]->op);
       free.merge(hists[2 * i + 1]->op);
       rec.merge(hists[2 * i]->reclaim);
       rec.merge(hists[2 * i + 1]->reclaim);
     }
-    all.merge(alloc);
-    all.merge(free);
-    res.num("timer_overhead_ns", bench::timer_overhead_ns());
-    all.report(res, "lat_");
-    alloc.report(res, "alloc_");
-    free.report(res, "free_");
-    if (Mode::native)
-      rec.report(res, "reclaim_");
-    if (!cfg.hist_path.empty())
-      all.dump(cfg.hist_path.c_str());
+    bench::report_latency(res, alloc, free, rec, Mode::native, cfg.hist_path);
   }
   res.print();
   return 0;
