@@ -37,41 +37,11 @@ inline double mib(std::uint64_t bytes) {
   return static_cast<double>(bytes) / double(MiB);
 }
 
-// --- sanitizers -------------------------------------------------------------------------
+// --- sanitizers (tests/common/test_common.hpp) -----------------------------------------
 
-constexpr bool under_tsan() {
-#if defined(__SANITIZE_THREAD__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
-
-constexpr bool under_asan() {
-#if defined(__SANITIZE_ADDRESS__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
-
-/// True when shadow memory makes resident-memory measurements meaningless: the RSS
-/// assertions are skipped, the correctness checks still run.
-constexpr bool under_sanitizer() {
-  return under_tsan() || under_asan();
-}
+using ramalloc_test_common::under_asan;
+using ramalloc_test_common::under_sanitizer;
+using ramalloc_test_common::under_tsan;
 
 // --- the scale knob ---------------------------------------------------------------------
 
