@@ -93,6 +93,26 @@ RAMALLOC_API void *ram_aligned_alloc(size_t align, size_t size);
 /** Usable size of a live block; 0 for NULL or a pointer that is not ours. */
 RAMALLOC_API size_t ram_usable_size(const void *p);
 
+/* --- heaps of one's own (ramalloc::heap in C++) ---------------------------------- */
+
+/** An owned heap: the unit of ownership (see ramalloc::heap). */
+typedef struct ram_heap ram_heap;
+
+/** Creates a heap that takes memory from the OS; NULL with errno ENOMEM on failure. */
+RAMALLOC_API ram_heap *ram_heap_create(void);
+/** Pays the heap's debt and returns its free memory; blocks still live stay valid (the
+ *  heap is then drained by other threads' reclaim steps). NULL is ignored. */
+RAMALLOC_API void ram_heap_destroy(ram_heap *heap);
+/** Allocates from `heap` (the caller must own it), like ram_acquire. O(1). */
+RAMALLOC_API void *ram_heap_acquire(ram_heap *heap, size_t size);
+/** Pays at most `budget` units of `heap`'s debt; returns units still pending. */
+RAMALLOC_API size_t ram_heap_reclaim(ram_heap *heap, size_t budget);
+/** Frees every small, medium and large block of `heap` at once, O(pages): see
+ *  ramalloc::heap::release_all. Returns the spans visited. */
+RAMALLOC_API size_t ram_heap_release_all(ram_heap *heap);
+/** Statistics of `heap`. */
+RAMALLOC_API void ram_heap_get_stats(const ram_heap *heap, ram_stats *out);
+
 /* --- statistics, options, errors ------------------------------------------------- */
 
 /** Process-wide statistics. Safe to call from any thread at any time. */

@@ -92,6 +92,18 @@ public:
   std::size_t reclaim(std::size_t budget) noexcept;
   /// Pays all debt and returns all free memory the policy allows. Unbounded.
   void flush() noexcept;
+  /// Frees every block of this heap at once by returning its pages, without visiting a
+  /// block: O(pages), not O(objects) — the teardown of an arena-style zone whose objects
+  /// need no destructors. Afterwards the heap is as good as new (its address space stays
+  /// reserved and is reused by its next allocations); its resident memory is given back
+  /// to the OS at once. Every pointer into a released block is invalid: freeing one
+  /// later is reported as an invalid free (RAM_ERROR_INVALID_FREE) and changes nothing,
+  /// until the heap hands that address out again. Huge blocks (above 32 MiB, each its own
+  /// mapping) are not released: they stay valid and are freed one by one. The caller must
+  /// be the heap's owner (it is current on the calling thread, or on no thread), and no
+  /// thread may free one of its blocks while the call runs. Returns the number of spans
+  /// (pages, large blocks, free ranges) it visited.
+  std::size_t release_all() noexcept;
   /// This heap's statistics. Safe from any thread (values are relaxed snapshots).
   stats get_stats() const noexcept;
   /// Identity compared against block_info::owner.

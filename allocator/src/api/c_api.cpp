@@ -53,6 +53,33 @@ int ram_query(const void *p, ram_block_info *info) {
   return 1;
 }
 
+ram_heap *ram_heap_create(void) {
+  heap_state *h = heap_create();
+  if (h == nullptr)
+    errno = ENOMEM;
+  return reinterpret_cast<ram_heap *>(h);
+}
+void ram_heap_destroy(ram_heap *heap) {
+  if (heap == nullptr)
+    return;
+  auto *h = reinterpret_cast<heap_state *>(heap);
+  RAMALLOC_CHECK(t_current != h, "ram_heap_destroy of a heap that is current on this thread");
+  heap_release(h, /*drain=*/true);
+}
+void *ram_heap_acquire(ram_heap *heap, size_t size) {
+  return alloc_native(reinterpret_cast<heap_state *>(heap), size);
+}
+size_t ram_heap_reclaim(ram_heap *heap, size_t budget) {
+  return heap_reclaim(reinterpret_cast<heap_state *>(heap), budget);
+}
+size_t ram_heap_release_all(ram_heap *heap) {
+  return heap_release_all(reinterpret_cast<heap_state *>(heap));
+}
+void ram_heap_get_stats(const ram_heap *heap, ram_stats *out) {
+  *out = ram_stats{};
+  heap_stats(reinterpret_cast<const heap_state *>(heap), out);
+}
+
 void *ram_malloc(size_t size) {
   return malloc_impl(size);
 }

@@ -193,6 +193,10 @@ void heap::flush() noexcept {
   heap_flush(state_);
 }
 
+std::size_t heap::release_all() noexcept {
+  return heap_release_all(state_);
+}
+
 stats heap::get_stats() const noexcept {
   stats s{};
   heap_stats(state_, &s);

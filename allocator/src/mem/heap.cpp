@@ -490,6 +490,32 @@ void heap_flush(heap_state *h) noexcept {
   }
 }
 
+std::size_t heap_release_all(heap_state *h) noexcept {
+  // Remote frees already made are forgotten with their pages: drop the inbox entries
+  // (bounded by the heap's pages: a page is queued at most once).
+  while (h->inbox.pop() != nullptr)
+    count_step();
+  h->inbox_count.store(0, std::memory_order_relaxed);
+  for (auto &l : h->avail)
+    l = {};
+  for (auto &c : h->current)
+    c = &g_empty_page;
+  h->cache = {};
+  h->idle = {};
+  h->dirty_fifo = {};
+  h->dirty_bins = {};
+  h->clean_bins = {};
+  std::size_t spans = 0;
+  for (region *r = h->regions.front(); r != nullptr;
+       r = intrusive_list<region, &region::links>::next(r))
+    spans += span_reset_region(h, r);
+  for (auto &c : h->class_live)
+    c.v.store(0, std::memory_order_relaxed);
+  h->large_live_bytes.v.store(0, std::memory_order_relaxed);
+  h->reserve_done = h->static_region != nullptr; // the reserve was purged with the rest
+  return spans;
+}
+
 std::uint64_t heap_live_blocks(const heap_state *h) noexcept {
   std::uint64_t n = h->huge_live_blocks.load(std::memory_order_relaxed);
   for (const auto &c : h->class_live)

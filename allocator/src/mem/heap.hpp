@@ -226,7 +226,9 @@ std::size_t heap_pending(heap_state *h) noexcept;
 /// Live blocks according to the heap's counters (remote frees not yet taken count as live).
 std::uint64_t heap_live_blocks(const heap_state *h) noexcept;
 void heap_stats(const heap_state *h, ram_stats *out) noexcept;
-/// Gives back every region (heap must have no live block). Used when a heap is retired.
-void heap_release_memory(heap_state *h) noexcept;
+/// Frees every small, medium and large block of `h` at once by making all of its spans
+/// free again (purged, for OS regions) and forgetting its inbox: O(spans), no block is
+/// visited. Huge blocks are not touched. Owner only. Returns the spans visited.
+std::size_t heap_release_all(heap_state *h) noexcept;
 
 } // namespace ramalloc::detail

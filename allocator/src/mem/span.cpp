@@ -220,6 +220,45 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
   return bytes;
 }
 
+std::size_t span_reset_region(heap_state *h, region *r) noexcept {
+  // Visit span heads only: a span's head descriptor knows its length, so the walk is
+  // O(spans), never O(slices) or O(blocks).
+  std::size_t spans = 0;
+  std::uint64_t resident = 0;
+  for (std::uint32_t i = r->first_slice; i < r->slice_count;) {
+    count_step();
+    page *pg = &r->pages[i];
+    const std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
+    RAMALLOC_CHECK(n != 0 && n <= r->slice_count - i, "corrupt span table in release_all");
+    const page_state st = pg->state.load(std::memory_order_relaxed);
+    if (st != page_state::free_clean)
+      resident += std::uint64_t{n} * slice_size;
+    pg->state.store(page_state::unused, std::memory_order_relaxed);
+    pg->in_avail = false;
+    pg->in_idle = false;
+    ++spans;
+    i += n;
+  }
+  const std::uint32_t first = r->first_slice;
+  const std::uint32_t n = r->slice_count - first;
+  if (r->kind == region_kind::os) {
+    // One madvise over the whole usable range: the kernel skips what was never touched.
+    os_pages::purge(r->slice_address(first), std::size_t{n} * slice_size);
+    h->committed.sub(resident);
+    h->pages_purged.add(resident / slice_size);
+    h->bytes_purged.add(resident);
+    // Descriptors inside the one free span are never read again until it is split:
+    // give their pages back too (zero pages read as "unused").
+    const auto lo = align_up(reinterpret_cast<std::uintptr_t>(&r->pages[first + 1]), os_page_size);
+    const auto hi = reinterpret_cast<std::uintptr_t>(&r->pages[r->slice_count - 1]) &
+                    ~(os_page_size - 1);
+    if (hi > lo)
+      os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
+  }
+  insert_free(h, r, first, n, page_state::free_clean, 0);
+  return spans;
+}
+
 } // namespace ramalloc::detail
 
 namespace ramalloc::detail {

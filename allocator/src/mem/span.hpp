@@ -14,6 +14,10 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept;
 /// Purges up to `max_bytes` from the oldest dirty span (never dropping the heap's
 /// committed bytes below the reserve); returns bytes purged.
 std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept;
+/// Makes every span of `r` free again as one clean span, dropping its resident pages
+/// (OS regions) without visiting blocks. The caller has already forgotten every list that
+/// held the region's pages. O(spans of the region). Returns the spans visited.
+std::size_t span_reset_region(heap_state *h, region *r) noexcept;
 /// Pre-faults RAMALLOC_RESERVE bytes for a heap's first use.
 void reserve_prefault(heap_state *h) noexcept;
 
