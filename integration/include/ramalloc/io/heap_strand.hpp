@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -116,6 +117,18 @@ public:
   /// The heap its handlers allocate from. Only its owner (code running on this strand)
   /// may allocate from it directly; get_stats() and id() are safe anywhere.
   ramalloc::heap &heap() const noexcept { return state_->heap(); }
+
+  /// Tears the zone down now: frees every block of the heap at once in O(pages)
+  /// (ramalloc::heap::release_all; no destructor runs, every pointer into the heap
+  /// becomes invalid and a later free of one is reported). Call it from a handler of
+  /// this strand (the heap's owner), while no other thread frees one of its blocks;
+  /// elsewhere it throws std::logic_error. Returns the spans visited.
+  std::size_t release_all() const {
+    if (!strand_.running_in_this_thread())
+      throw std::logic_error("ramalloc::io::heap_strand::release_all: call it from a handler "
+                             "of the strand (the heap's owner)");
+    return state_->heap().release_all();
+  }
 
   /// The underlying asio::strand (executes without installing the heap: do not post
   /// allocating work to it directly).
