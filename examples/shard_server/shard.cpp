@@ -724,7 +724,7 @@ shard_server::shard_server(asio::io_context &io, const server_options &opts,
                            std::shared_ptr<spdlog::logger> log)
     : io_(io), opts_(opts), log_(std::move(log)),
       mr_(opts.plain ? std::pmr::new_delete_resource() : ramalloc::default_resource()),
-      acceptor_(io), ctl_(asio::make_strand(io)), monitor_timer_(ctl_), sample_timer_(ctl_),
+      ctl_(asio::make_strand(io)), acceptor_(ctl_), monitor_timer_(ctl_), sample_timer_(ctl_),
       started_(steady::now()) {
   set_kit_allocators(!opts.plain);
 }

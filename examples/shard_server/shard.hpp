@@ -308,8 +308,8 @@ private:
   std::shared_ptr<spdlog::logger> log_;
   std::pmr::memory_resource *mr_;
   shard_metrics m_;
+  asio::any_io_executor ctl_; ///< a plain strand: acceptor, monitor, sampler, shutdown
   asio::ip::tcp::acceptor acceptor_;
-  asio::any_io_executor ctl_; ///< a plain strand: monitor, sampler, shutdown steps
   asio::steady_timer monitor_timer_, sample_timer_;
   std::atomic<bool> stopped_sampling_{false};
   std::unique_ptr<ramalloc::io::stats_reporter> reporter_;
