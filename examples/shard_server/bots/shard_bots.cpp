@@ -137,6 +137,9 @@ private:
   }
 
   void connect() {
+    // A new connection: handlers of the previous one (a write aborted by the close, say)
+    // may still run, and must not touch this one.
+    ++gen_;
     socket_ = tcp::socket(strand_);
     rb_.len = 0;
     out_.clear();
@@ -144,7 +147,9 @@ private:
     pings_.clear();
     waiting_ = wait::login;
     wait_since_ = steady::now();
-    socket_.async_connect(ep_, [self = shared_from_this()](const std::error_code &ec) {
+    socket_.async_connect(ep_, [self = shared_from_this(), gen = gen_](const std::error_code &ec) {
+      if (gen != self->gen_)
+        return;
       if (ec) {
         self->fail(self->t_.err_connect, "connect: " + ec.message());
         self->finish();
@@ -172,7 +177,10 @@ private:
   void write() {
     writing_ = true;
     asio::async_write(socket_, asio::buffer(out_.front()),
-                      [self = shared_from_this()](const std::error_code &ec, std::size_t) {
+                      [self = shared_from_this(), gen = gen_](const std::error_code &ec,
+                                                              std::size_t) {
+                        if (gen != self->gen_)
+                          return;
                         self->writing_ = false;
                         if (ec) {
                           self->lost("write: " + ec.message());
@@ -187,8 +195,9 @@ private:
   void read() {
     socket_.async_read_some(
         asio::buffer(rb_.buf.data() + rb_.len, rb_.buf.size() - rb_.len),
-        [self = shared_from_this()](const std::error_code &ec, std::size_t n) {
-          self->on_read(ec, n);
+        [self = shared_from_this(), gen = gen_](const std::error_code &ec, std::size_t n) {
+          if (gen == self->gen_)
+            self->on_read(ec, n);
         });
   }
 
@@ -489,6 +498,7 @@ private:
   std::uint16_t zones_ = 0, dungeons_ = 0, zone_index_ = 0;
   bool in_instance_ = false, entered_ = false, reconnect_ = false, logout_done_ = false;
   bool stopped_ = false, finished_ = false;
+  std::uint64_t gen_ = 0; ///< connection number: handlers of older ones are ignored
   wait waiting_ = wait::none;
   steady::time_point wait_since_{};
   std::int32_t x_ = 0, y_ = 0;
