@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include <asio/detail/strand_executor_service.hpp>
 #include <asio/post.hpp>
 
 #include "registry_core.hpp"
@@ -349,6 +350,10 @@ asio::execution_context::id heap_registry::id;
 
 heap_registry::heap_registry(asio::execution_context &ctx)
     : asio::execution_context::service(ctx), core_(std::make_shared<detail::registry_core>()) {
+  // Services are destroyed newest first. The registry's destructor drops strand copies
+  // (pressure callbacks' executors, the strands it flushes), and a strand must die before
+  // Asio's strand service: make sure that service exists before this one.
+  asio::use_service<asio::detail::strand_executor_service>(ctx);
   registry_options o;
   o.soft_limit = detail::soft_limit_from_environment();
   std::lock_guard lock(core_->mutex);

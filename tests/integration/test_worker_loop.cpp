@@ -340,7 +340,7 @@ TEST(WorkerPool, AThousandStartStopCyclesLeakNoMemoryAndNoBookkeeping) {
     io::worker_pool pool(ctx, 2);
     std::atomic<int> ran{0};
     for (int k = 0; k < 4; ++k)
-      asio::post(ctx, [&] {
+      asio::post(ctx, [&ran, k] {
         ramalloc::discard(ramalloc::acquire(100 + k));
         ran.fetch_add(1);
       });
