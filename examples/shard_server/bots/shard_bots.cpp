@@ -294,8 +294,7 @@ private:
     case proto::opcode::bye:
       if (waiting_ == wait::logout) {
         logout_done_ = true;
-        std::error_code ec;
-        socket_.close(ec);
+        close_socket();
         cancel_timers();
         after_logout();
         return false;
@@ -320,8 +319,8 @@ private:
   void schedule_ping() {
     ping_timer_.expires_after(p_.ping_every);
     ping_timer_.async_wait([self = shared_from_this()](const std::error_code &ec) {
-      if (ec || self->stopped_)
-        return;
+      if (ec || self->stopped_ || self->waiting_ == wait::logout)
+        return; // no ping after LOGOUT: the server answers it with BYE and closes
       auto now = now_ns();
       for (auto &[seq, sent] : self->pings_)
         if (now - sent > std::uint64_t{self->o_.timeout_ms} * 1'000'000) {
@@ -426,6 +425,7 @@ private:
     waiting_ = wait::logout;
     wait_since_ = steady::now();
     logout_done_ = false;
+    ping_timer_.cancel();
     proto::bytes f;
     proto::encode_empty(f, proto::opcode::logout);
     send(std::move(f));
@@ -465,9 +465,16 @@ private:
 
   void abort_connection() {
     cancel_timers();
+    close_socket();
+    finish();
+  }
+
+  /// Closes this connection; its operations still in flight complete with an error
+  /// and are ignored (they belong to an older connection number).
+  void close_socket() {
+    ++gen_;
     std::error_code ec;
     socket_.close(ec);
-    finish();
   }
 
   void finish() {
