@@ -55,6 +55,10 @@ Operations:
   --plain                   no heap strands, no handler allocators, no reclaim in the
                             loop: plain Asio strands and the std allocator, so the same
                             binary runs under any malloc with LD_PRELOAD
+  --strand-budget N         kit mode: debt units a zone or session-group strand pays
+                            per step (default 64)
+  --strand-step N           ... after every N of its handlers (default 1: each tick,
+                            each session read pays a bounded step)
   --stats-period-ms N       log ramalloc::io::stats_reporter output every N ms (0 = off)
   --stats-json              ... as one JSON object per line
   --sample-ms N             RSS sampling period for the report (default 200)
@@ -146,6 +150,10 @@ std::string parse_args(int argc, char **argv, shard::server_options &o, bool &he
       err = num(o.flood_rate, 1, 1e9);
     else if (a == "--flood-burst")
       err = num(o.flood_burst, 1, 1e9);
+    else if (a == "--strand-budget")
+      err = num(o.strand_budget, 1, 1e6);
+    else if (a == "--strand-step")
+      err = num(o.strand_step, 1, 1e6);
     else if (a == "--stats-period-ms")
       err = num(o.stats_period_ms, 0, 86400000);
     else if (a == "--sample-ms")

@@ -95,7 +95,8 @@ zone_frame::~zone_frame() {
 zone::zone(shard_server &srv, zone_kind kind, std::uint16_t index, std::uint32_t uid)
     : srv_(srv), kind_(kind), index_(index), uid_(uid),
       strand_(srv.kit() ? asio::any_io_executor(
-                              heap_strand_.emplace(ramalloc::io::make_heap_strand(srv.io())))
+                              heap_strand_.emplace(ramalloc::io::make_heap_strand(
+                                  srv.io(), srv.strand_options())))
                         : asio::any_io_executor(asio::make_strand(srv.io()))),
       timer_(strand_), created_(steady::now()) {}
 
@@ -745,7 +746,7 @@ void shard_server::start(std::function<void(std::uint16_t)> listening) {
   }
   for (std::size_t g = 0; g < std::max<std::size_t>(1, opts_.session_groups); ++g) {
     if (kit()) {
-      group_heaps_.emplace_back(ramalloc::io::make_heap_strand(io_));
+      group_heaps_.emplace_back(ramalloc::io::make_heap_strand(io_, strand_options()));
       groups_.emplace_back(*group_heaps_.back());
     } else {
       groups_.emplace_back(asio::make_strand(io_));

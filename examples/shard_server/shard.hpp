@@ -71,6 +71,10 @@ struct server_options {
   std::size_t socket_sndbuf = 64 * 1024;
   double flood_rate = 200;   ///< messages per second a session may sustain
   double flood_burst = 400;  ///< messages it may send at once
+  /// Kit mode: a zone or session-group strand pays `strand_budget` units of its heap's
+  /// debt after every `strand_step` handlers (ramalloc::io::strand_options).
+  std::size_t strand_budget = 64;
+  std::size_t strand_step = 1;
   std::uint32_t stats_period_ms = 0; ///< 0 = no stats_reporter
   bool stats_json = false;
   std::uint32_t sample_ms = 200;     ///< RSS sampling period
@@ -270,6 +274,12 @@ public:
   asio::io_context &io() noexcept { return io_; }
   std::pmr::memory_resource *memory() const noexcept { return mr_; }
   bool kit() const noexcept { return !opts_.plain; }
+  ramalloc::io::strand_options strand_options() const noexcept {
+    ramalloc::io::strand_options so;
+    so.reclaim_budget = opts_.strand_budget;
+    so.handlers_per_step = opts_.strand_step;
+    return so;
+  }
   std::shared_ptr<zone> persistent_zone(std::size_t i) const { return zones_.at(i); }
   std::size_t zone_count() const noexcept { return zones_.size(); }
   /// Home zone for a new player.
