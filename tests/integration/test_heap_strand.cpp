@@ -261,7 +261,7 @@ TEST(HandlerAllocator, ComposedOperationsOnAStrandAllocateFromItsHeap) {
   asio::ip::tcp::socket server(s), client(s);
   std::array<char, 4096> out{}, in{};
   out.fill('x');
-  bool read_done = false, wrote = false, posted = false, waited = false;
+  std::atomic<bool> read_done{false}, wrote{false}, posted{false}, waited{false};
   asio::steady_timer timer(s);
 
   acceptor.async_accept(server, [&](const asio::error_code &ec) { ASSERT_FALSE(ec); });
