@@ -57,14 +57,16 @@ struct registration {
   registration &operator=(const registration &) = delete;
 };
 
-/// One budgeted debt step: the worker's heap first, spare budget to orphans.
-void pay_debt(worker_record &rec, std::size_t budget) noexcept {
+/// One budgeted debt step: the worker's heap first, spare budget to orphans. Returns the
+/// inbox pages still owed.
+std::uint64_t pay_debt(worker_record &rec, std::size_t budget) noexcept {
   const std::uint64_t before = rec.heap->get_stats().pending_debt;
   ramalloc::reclaim(budget);
   const std::uint64_t after = rec.heap->get_stats().pending_debt;
   add(rec.steps, 1);
   if (before > after)
     store_max(rec.max_paid, before - after);
+  return after;
 }
 
 template <typename Target>
@@ -98,8 +100,9 @@ std::size_t service_loop(Target target, heap_registry &registry, const loop_opti
     }
     add(rec.handlers, batch);
     const bool pressure = core.pressure.load(std::memory_order_relaxed);
-    pay_debt(rec, pressure ? budget * core.pressure_factor.load(std::memory_order_relaxed)
-                           : budget);
+    const std::uint64_t owed =
+        pay_debt(rec, pressure ? budget * core.pressure_factor.load(std::memory_order_relaxed)
+                               : budget);
 
     clock::time_point now = clock::now();
     if (batch != 0) {
@@ -122,6 +125,11 @@ std::size_t service_loop(Target target, heap_registry &registry, const loop_opti
       ramalloc::flush();
       add(rec.flushes, 1);
       flushed = true;
+    } else if (owed != 0) {
+      // Idle with inbox debt left: spend the idle time on it, one budgeted step per
+      // iteration (handlers that arrive meanwhile still run between steps). Each step
+      // settles inbox pages, so this ends; it is not a spin.
+      continue;
     }
     clock::time_point deadline = last_tick + tick;
     if (!flushed)
