@@ -329,6 +329,31 @@ TEST_F(BadInput, DoubleFreeOfALargeOrHugeBlockIsReported) {
   EXPECT_TRUE(w.intact());
 }
 
+TEST_F(BadInput, FreeOfABlockThePageNeverHandedOutIsReportedAndNeverHandedOutTwice) {
+  // A fresh page threads its blocks lazily: beyond the first extension nothing has been
+  // handed out, and a "free" of such an address must not put it on the free list (the
+  // lazy extension would later hand the same block out a second time).
+  for (const std::size_t size : {std::size_t{4}, std::size_t{64}, std::size_t{1024}}) {
+    SCOPED_TRACE("block size " + std::to_string(size));
+    ramalloc::heap zone;
+    ramalloc::heap_scope scope(zone);
+    auto *first = static_cast<std::byte *>(ramalloc::acquire(size));
+    ASSERT_NE(first, nullptr);
+    const std::size_t per_page = 64 * KiB / size;
+    std::byte *never = first + (per_page - 2) * size; // same page, far past the bump index
+    ramalloc::discard(never);
+    expect_one_report(RAM_ERROR_INVALID_FREE, never);
+    std::set<void *> seen{first};
+    for (std::size_t i = 1; i < per_page + 16; ++i) {
+      void *p = ramalloc::acquire(size);
+      ASSERT_NE(p, nullptr);
+      ASSERT_TRUE(seen.insert(p).second) << "block " << p << " handed out twice";
+    }
+    EXPECT_EQ(zone.get_stats().live_blocks, per_page + 16);
+    zone.release_all();
+  }
+}
+
 TEST(BadInputDeathTest, ForeignFreeAbortsWhenOnInvalidIsAbort) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   int on_stack = 0;

@@ -53,7 +53,7 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
   pg->used = 0;
-  pg->bump = 0;
+  pg->bump.store(0, std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
@@ -105,10 +105,11 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
 void extend_page(page *pg) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
-  std::uint32_t n = cap - pg->bump;
+  const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
+  std::uint32_t n = cap - bump;
   if (n > extend_count(bs))
     n = extend_count(bs);
-  const std::uint32_t first = pg->bump * bs;
+  const std::uint32_t first = bump * bs;
   std::uint32_t off = first;
   for (std::uint32_t i = 1; i < n; ++i) {
     count_step();
@@ -119,7 +120,7 @@ void extend_page(page *pg) noexcept {
   const std::uint32_t end = nil_offset;
   __builtin_memcpy(pg->start + off, &end, sizeof end);
   pg->free_head = first;
-  pg->bump += n;
+  pg->bump.store(bump + n, std::memory_order_relaxed);
 }
 
 /// Takes the page's remote list (keeping its "queued" bit): O(1) whatever its length.
@@ -148,7 +149,7 @@ bool refill(heap_state *h, page *pg) noexcept {
     pg->free_head = r;
     return true;
   }
-  if (pg->bump < pg->capacity.load(std::memory_order_relaxed)) {
+  if (pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed)) {
     extend_page(pg);
     return true;
   }
@@ -183,6 +184,12 @@ void page_now_empty(heap_state *h, page *pg) noexcept {
 void large_release(heap_state *h, page *pg) noexcept {
   h->large_live_bytes.sub(pg->block_size.load(std::memory_order_relaxed));
   span_free(h, pg, false);
+}
+
+/// Whether a page has a block to hand out without taking its remote list.
+bool has_free_block(const page *pg) noexcept {
+  return pg->free_head != nil_offset || pg->local_free_head != nil_offset ||
+         pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed);
 }
 
 /// Pays one unit: a page popped from the inbox.
@@ -225,26 +232,32 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
   }
   if (pg->used == 0) {
     page_now_empty(h, pg);
-  } else if (!pg->in_avail) {
+  } else if (!pg->in_avail && has_free_block(pg)) {
+    // Only a page with a block to give goes back: a page whose remote list an earlier
+    // refill took (its entry was still queued) may have run out since, and an empty
+    // entry in the available list would cost the slow path a turn. A page left out
+    // comes back with its next local free (heap_unfull) or remote free (requeued: the
+    // exchange above cleared "queued").
     avail_push_back(h, pg);
   }
 }
 
-/// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
-/// Unlinks idle-list entries whose page was used again (the fast path cannot unlink
-/// them). At most one entry per size class, so this is bounded by class_count.
-void drop_reused_idle(heap_state *h) noexcept {
-  while (page *i = h->idle.front()) {
-    if (i->used == 0)
-      return;
-    h->idle.pop_front();
-    i->in_idle = false;
-  }
+/// The idle list's front entry, if it is stale: its page was used again after it joined
+/// (the fast path cannot unlink it). Dropping one stale entry is one unit of work, like
+/// any other purge step, so a long run of them never lengthens one step.
+page *stale_idle_front(heap_state *h) noexcept {
+  page *i = h->idle.front();
+  return i != nullptr && i->used != 0 ? i : nullptr;
 }
 
+/// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
 bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexcept {
+  if (page *stale = stale_idle_front(h)) {
+    h->idle.pop_front();
+    stale->in_idle = false;
+    return true;
+  }
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
-  drop_reused_idle(h);
   page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay) {
     // A current page that stayed empty for purge_delay: its class is idle, retire it.
@@ -271,7 +284,8 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
 }
 
 bool purge_due(heap_state *h, std::uint64_t now) noexcept {
-  drop_reused_idle(h);
+  if (stale_idle_front(h) != nullptr)
+    return true;
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
   const page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay)
@@ -322,7 +336,8 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
   }
   maybe_auto_purge(h);
   // At most three turns: the front page may be exhausted, every other page in the
-  // available list has a free block by construction, and a fresh page always has one.
+  // available list has a free block by construction (pages join it only with one: see
+  // settle_inbox_page), and a fresh page always has one.
   for (;;) {
     count_step();
     page *pg = h->avail[cls].front();
@@ -355,7 +370,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
   pg->div_magic.store(0, std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
-  pg->bump = 1;
+  pg->bump.store(1, std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);

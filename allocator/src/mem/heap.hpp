@@ -152,12 +152,13 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   auto *p = static_cast<std::byte *>(ptr);
   // Only relaxed atomics are read before the block is known to be live: a wild pointer
   // may race with the owner reformatting the page. A large span has div_magic 0, so any
-  // offset but 0 fails the start check below.
+  // offset but 0 fails the start check below. A block at or past the bump index was
+  // never handed out (bump <= capacity, so this also bounds the index).
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t idx = pg->block_index(off);
   if (RAMALLOC_UNLIKELY(idx * bs != off))
     return free_result::interior;
-  if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed)))
+  if (RAMALLOC_UNLIKELY(idx >= pg->bump.load(std::memory_order_relaxed)))
     return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     std::uint32_t seen;
