@@ -223,8 +223,14 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
     // in O(1) whether every block of the page is now free.
     const std::uint64_t w = pg->remote.fetch_and(~remote_word::queued, std::memory_order_acq_rel);
     const std::uint32_t n = remote_word::count(w);
-    if (n == pg->used) { // nothing live: no further free can arrive
+    if (n == pg->used) {
+      // Nothing live, so no further free can arrive: every block is free, wherever its
+      // link is. Rather than splice three lists (a walk), start the page over: lazy
+      // extension hands its blocks out again from the first. O(1).
       pg->remote.store(remote_word::empty, std::memory_order_relaxed);
+      pg->free_head = nil_offset;
+      pg->local_free_head = nil_offset;
+      pg->bump.store(0, std::memory_order_relaxed);
       pg->used = 0;
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
