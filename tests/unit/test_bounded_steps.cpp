@@ -238,36 +238,43 @@ constexpr std::size_t pattern_per_page = 64 * KiB / pattern_size;
 /// of one acquire made right after the debt is paid.
 [[maybe_unused]] std::uint64_t exhausted_pages_after_settling(std::size_t pages) {
   options_guard guard;
-  ramalloc::heap zone;
-  ramalloc::heap_scope scope(zone);
   const std::uint32_t slice = guard.saved().debt_slice;
   // Large blocks (one span each, one touched OS page) make debt that sits in the inbox
-  // ahead of the pages below: each slow path pays `slice` units of it.
-  std::vector<void *> ahead;
-  for (std::size_t i = 0; i < 2 * pages * slice + 16; ++i)
-    ahead.push_back(ramalloc::acquire(300 * KiB));
-  std::vector<void *> blocks;
-  blocks.reserve(pages * pattern_per_page);
-  for (std::size_t i = 0; i < pages * pattern_per_page; ++i)
-    blocks.push_back(ramalloc::acquire(pattern_size)); // page i: blocks[i*per_page, ...)
+  // ahead of the pages below: each slow path pays `slice` units of it. Containers are
+  // reserved and threads started outside the zone's scopes: with the override linked,
+  // their memory would otherwise come from the zone.
+  std::vector<void *> ahead(2 * pages * slice + 16);
+  std::vector<void *> blocks(pages * pattern_per_page); // page i: blocks[i*per_page, ...)
+  ramalloc::heap zone;
+  {
+    ramalloc::heap_scope scope(zone);
+    for (void *&p : ahead)
+      p = ramalloc::acquire(300 * KiB);
+    for (void *&p : blocks)
+      p = ramalloc::acquire(pattern_size);
+  }
   std::thread([&] {
     for (void *p : ahead)
       ramalloc::discard(p);
     for (std::size_t i = 0; i < pages; ++i)
       ramalloc::discard(blocks[i * pattern_per_page + 1]);
   }).join();
-  // Each page gets one local block back, so each becomes the front page in turn: the
-  // slow path then takes its remote list (one block) while its inbox entry waits.
-  for (std::size_t i = 0; i < pages; ++i)
-    ramalloc::discard(blocks[i * pattern_per_page]);
-  for (std::size_t i = 0; i < 2 * pages; ++i)
-    blocks[i % pages * pattern_per_page + i / pages] = ramalloc::acquire(pattern_size);
-  while (zone.reclaim(1'000'000) != 0) {
+  std::uint64_t steps = 0;
+  {
+    ramalloc::heap_scope scope(zone);
+    // Each page gets one local block back, so each becomes the front page in turn: the
+    // slow path then takes its remote list (one block) while its inbox entry waits.
+    for (std::size_t i = 0; i < pages; ++i)
+      ramalloc::discard(blocks[i * pattern_per_page]);
+    for (std::size_t i = 0; i < 2 * pages; ++i)
+      blocks[i % pages * pattern_per_page + i / pages] = ramalloc::acquire(pattern_size);
+    while (zone.reclaim(1'000'000) != 0) {
+    }
+    ramalloc::reset_max_steps();
+    void *probe_block = ramalloc::acquire(pattern_size);
+    steps = ramalloc::max_steps().max_acquire_steps;
+    ramalloc::discard(probe_block);
   }
-  ramalloc::reset_max_steps();
-  void *probe_block = ramalloc::acquire(pattern_size);
-  const std::uint64_t steps = ramalloc::max_steps().max_acquire_steps;
-  ramalloc::discard(probe_block);
   zone.release_all();
   return steps;
 }

@@ -22,7 +22,8 @@ void clear_max_steps() noexcept;
 void *acquire(std::size_t size) noexcept {
   steps_begin();
   heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_native(h, size) : (errno = ENOMEM, nullptr);
+  void *p = h != nullptr ? alloc_native(h, size)
+                         : alloc_unbound([=](heap_state *u) { return alloc_native(u, size); });
   steps_end_acquire();
   return p;
 }
@@ -34,7 +35,9 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
   }
   steps_begin();
   heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_aligned(h, size, align) : (errno = ENOMEM, nullptr);
+  void *p = h != nullptr
+                ? alloc_aligned(h, size, align)
+                : alloc_unbound([=](heap_state *u) { return alloc_aligned(u, size, align); });
   steps_end_acquire();
   return p;
 }
@@ -216,6 +219,9 @@ heap_scope::~heap_scope() {
 
 heap &current_heap() noexcept {
   heap_state *h = current_state();
+  RAMALLOC_CHECK(h != nullptr || !in_last_exit_round(),
+                 "current_heap() called in the thread's last key-destructor round, where no "
+                 "heap can be bound any more (acquire and malloc still work there)");
   RAMALLOC_CHECK(h != nullptr, "out of memory creating the thread's heap");
   return heap_access::handle(h);
 }

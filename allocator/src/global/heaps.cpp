@@ -23,18 +23,36 @@ constinit tagged_stack<heap_state, &heap_state::stack_next> g_pool{};
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphans{};
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphaned_user_heaps{};
 constinit std::atomic<heap_state *> g_all_heaps{nullptr};
-constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_orphan_count{0}, g_adopted{0};
+constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_adopted{0};
+// g_orphans_waiting (mem/heap.cpp) counts the orphans on both stacks.
 constinit std::atomic<std::uint64_t> g_invalid_frees{0};
+
+// When a thread last handed its heap off at exit (see service_on_slow_path).
+constinit std::atomic<std::uint64_t> g_last_thread_orphan_ms{0};
 
 constinit pthread_key_t g_thread_key{};
 constinit pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
+// How many times this thread's exit hook has run. The C library runs key destructors in
+// rounds, at most PTHREAD_DESTRUCTOR_ITERATIONS, and stops after a round in which no
+// destructor set a value again; a heap bound after the hook ran in the last round would
+// never be handed off. So the hook keeps itself armed, and the heap bound, until that
+// last round: its count is then the round number (for a thread that had a heap when its
+// teardown began), and a thread past it allocates from one-shot heaps (alloc_unbound).
+constinit thread_local unsigned t_exit_rounds __attribute__((tls_model("initial-exec"))) = 0;
+
 /// pthread key destructor: the thread is exiting. O(1): no page is walked; the heap is
-/// orphaned (or pooled if empty) and drained later by other threads' reclaim steps.
+/// orphaned (or pooled if empty) and drained later by other threads' steps.
 void on_thread_exit(void *value) noexcept {
   auto *h = static_cast<heap_state *>(value);
+  if (++t_exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+    // Not the last round: other keys' destructors may still allocate, from this heap.
+    pthread_setspecific(g_thread_key, h);
+    return;
+  }
   if (t_current == h)
     t_current = nullptr;
+  g_last_thread_orphan_ms.store(now_ms(), std::memory_order_relaxed);
   heap_release(h, /*drain=*/false);
 }
 
@@ -79,9 +97,12 @@ void drop_static_region(heap_state *h) noexcept {
   h->reserve_done = false;
 }
 
+std::size_t service_on_slow_path(std::size_t budget) noexcept;
+
 void orphan(heap_state *h) noexcept {
   h->status.store(heap_status::orphaned, std::memory_order_relaxed);
-  g_orphan_count.fetch_add(1, std::memory_order_relaxed);
+  g_orphan_service.store(&service_on_slow_path, std::memory_order_release);
+  g_orphans_waiting.fetch_add(1, std::memory_order_relaxed);
   (h->thread_heap ? g_orphans : g_orphaned_user_heaps).push(h);
 }
 
@@ -94,7 +115,7 @@ heap_state *take_orphan() noexcept {
   if (o == nullptr)
     o = user_first ? g_orphans.pop() : g_orphaned_user_heaps.pop();
   if (o != nullptr)
-    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
   return o;
 }
 
@@ -134,12 +155,18 @@ heap_state *heap_create(bool without_memory) noexcept {
   return h;
 }
 
+bool in_last_exit_round() noexcept {
+  return t_exit_rounds >= PTHREAD_DESTRUCTOR_ITERATIONS;
+}
+
 heap_state *bind_thread() noexcept {
+  if (in_last_exit_round())
+    return nullptr; // nothing would hand a heap bound now off: see alloc_unbound
   load_options_once();
   pthread_once(&g_key_once, create_key);
   heap_state *h = g_orphans.pop();
   if (h != nullptr) {
-    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
     g_adopted.fetch_add(1, std::memory_order_relaxed);
     h->status.store(heap_status::owned, std::memory_order_relaxed);
   } else {
@@ -164,12 +191,11 @@ void heap_release(heap_state *h, bool drain) noexcept {
   orphan(h);
 }
 
-std::size_t service_orphans(std::size_t budget) noexcept {
-  if (budget == 0)
-    return 0;
-  heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
-  if (o == nullptr)
-    return 0;
+namespace {
+
+/// Pays at most `budget` units of orphan `o`'s debt (taken off its stack: exclusive),
+/// then retires it if drained or puts it back.
+std::size_t service_one(heap_state *o, std::size_t budget) noexcept {
   std::size_t spent = 0;
   heap_reclaim(o, budget, &spent);
   o->orphans_serviced.add(1);
@@ -178,6 +204,34 @@ std::size_t service_orphans(std::size_t budget) noexcept {
   else
     orphan(o);
   return spent;
+}
+
+/// The slow paths' share (g_orphan_service): a thread heap orphaned moments ago is about
+/// to be adopted by a thread that is starting (the cheapest drain of all); popping it
+/// from under that thread would make it create a heap of its own. So slow paths leave
+/// thread orphans alone until no thread has exited for purge_delay; heaps made with the
+/// `heap` class are never adopted and are serviced at once.
+std::size_t service_on_slow_path(std::size_t budget) noexcept {
+  heap_state *o = g_orphaned_user_heaps.pop();
+  if (o == nullptr) {
+    const std::uint64_t quiet = now_ms() - g_last_thread_orphan_ms.load(std::memory_order_relaxed);
+    if (quiet < g_options.purge_delay_ms.load(std::memory_order_relaxed))
+      return 0;
+    o = g_orphans.pop();
+    if (o == nullptr)
+      return 0;
+  }
+  g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
+  return service_one(o, budget);
+}
+
+} // namespace
+
+std::size_t service_orphans(std::size_t budget) noexcept {
+  if (budget == 0)
+    return 0;
+  heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
+  return o == nullptr ? 0 : service_one(o, budget);
 }
 
 void flush_orphans() noexcept {
@@ -203,7 +257,7 @@ void global_stats(ram_stats *out) noexcept {
   for (heap_state *h = g_all_heaps.load(std::memory_order_acquire); h != nullptr; h = h->all_next)
     heap_stats(h, out);
   out->heaps_live = g_heaps_live.load(std::memory_order_relaxed);
-  out->heaps_orphaned = g_orphan_count.load(std::memory_order_relaxed);
+  out->heaps_orphaned = g_orphans_waiting.load(std::memory_order_relaxed);
   out->orphans_adopted = g_adopted.load(std::memory_order_relaxed);
   out->invalid_frees = g_invalid_frees.load(std::memory_order_relaxed);
 }

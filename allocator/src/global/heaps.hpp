@@ -13,8 +13,13 @@ namespace ramalloc::detail {
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
 /// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
-/// memory. Called when t_current is null.
+/// memory, or when the thread is past its exit hook's last round (in_last_exit_round).
+/// Called when t_current is null.
 RAMALLOC_SLOW_PATH heap_state *bind_thread() noexcept;
+
+/// The calling thread is exiting and its exit hook has run its last round: no heap bound
+/// now would ever be handed off, so allocations use one-shot heaps (alloc_unbound).
+bool in_last_exit_round() noexcept;
 
 RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
   heap_state *h = t_current;

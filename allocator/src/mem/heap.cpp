@@ -12,6 +12,8 @@ namespace ramalloc::detail {
 
 constinit page g_empty_page{};
 constinit std::atomic<std::uint64_t> g_canary_key{0x5bd1e9955bd1e995ull};
+constinit std::atomic<std::uint64_t> g_orphans_waiting{0};
+constinit std::atomic<orphan_service_fn> g_orphan_service{nullptr};
 
 namespace {
 
@@ -304,6 +306,16 @@ bool purge_due(heap_state *h, std::uint64_t now) noexcept {
          h->committed.get() > g_options.reserve.load(std::memory_order_relaxed);
 }
 
+/// Back-pressure for orphans: a slow path that finds orphaned heaps waiting pays at most
+/// `debt_slice` units of their debt (one orphan, popped exclusively). Bounded like the
+/// heap's own slice; an owner that reclaims from its loop pays orphans there instead.
+void pay_orphan_slice() noexcept {
+  if (g_orphans_waiting.load(std::memory_order_relaxed) == 0)
+    return;
+  if (orphan_service_fn service = g_orphan_service.load(std::memory_order_acquire))
+    service(g_options.debt_slice.load(std::memory_order_relaxed));
+}
+
 /// Auto purge: a heap whose owner has not called reclaim for purge_delay pays one purge
 /// step (at most purge_budget bytes, one madvise) here, on a slow path. Owners that
 /// reclaim from their event loop never get here; programs that never reclaim (the malloc
@@ -340,6 +352,7 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       settle_inbox_page(h, pg);
     }
   }
+  pay_orphan_slice();
   maybe_auto_purge(h);
   // At most three turns: the front page may be exhausted, every other page in the
   // available list has a free block by construction (pages join it only with one: see
@@ -416,6 +429,10 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
   if ((w & remote_word::queued) == 0) { // first free since the owner last looked
     owner->inbox_count.fetch_add(1, std::memory_order_relaxed);
     owner->inbox.push(pg);
+    // Nobody owns an orphan: the thread that made it new debt pays a slice of orphans'
+    // debt, so a program that only frees an exited thread's blocks still converges.
+    if (owner->status.load(std::memory_order_relaxed) == heap_status::orphaned)
+      pay_orphan_slice();
   }
 }
 

@@ -213,6 +213,14 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
                           h * static_cast<std::uint32_t>(slice_size));
 }
 
+/// Orphaned heaps waiting to be drained (kept by global/heaps.cpp), and the function that
+/// services them, installed by that layer (the memory layer cannot name the orphan pool).
+/// Slow paths pay a `debt_slice` of orphans' debt through it, so a program that never
+/// calls reclaim still gets an exited thread's memory back.
+extern std::atomic<std::uint64_t> g_orphans_waiting;
+using orphan_service_fn = std::size_t (*)(std::size_t budget) noexcept;
+extern std::atomic<orphan_service_fn> g_orphan_service;
+
 /// Huge region descriptors come from a pool in metadata memory (never unmapped).
 region *huge_region_new() noexcept;
 void huge_region_recycle(region *r) noexcept;
