@@ -155,6 +155,7 @@ bool set_option(const char *name, const char *value) noexcept {
 heap::heap() : state_(heap_create()), owned_(true) {
   if (state_ == nullptr)
     throw std::bad_alloc();
+  heap_pay_reserve(state_); // set-up, not an allocation: the reserve is resident at once
 }
 
 heap::heap(void *buffer, std::size_t size)

@@ -94,7 +94,6 @@ void drop_static_region(heap_state *h) noexcept {
   h->static_region = nullptr;
   h->reserved.sub(r->map_size);
   h->committed.sub(r->map_size);
-  h->reserve_done = false;
 }
 
 std::size_t service_on_slow_path(std::size_t budget) noexcept;
@@ -151,6 +150,7 @@ heap_state *heap_create(bool without_memory) noexcept {
   }
   h->status.store(heap_status::owned, std::memory_order_relaxed);
   h->thread_heap = false;
+  heap_owe_reserve(h); // paid by reclaim steps, never inside an acquire
   g_heaps_live.fetch_add(1, std::memory_order_relaxed);
   return h;
 }

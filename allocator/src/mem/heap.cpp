@@ -90,8 +90,6 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   if (slices == 1 && !h->cache.empty()) {
     pg = h->cache.pop_back(); // the most recently used page is the warmest
   } else {
-    if (!h->reserve_done)
-      reserve_prefault(h);
     pg = span_alloc(h, slices, 1);
     if (pg == nullptr)
       return nullptr;
@@ -291,6 +289,13 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
   return done != 0;
 }
 
+/// Reclaim units the reserve still owes: one per purge_budget bytes.
+std::size_t reserve_units(const heap_state *h) noexcept {
+  const std::uint64_t owed = h->reserve_owed.load(std::memory_order_relaxed);
+  const std::uint64_t unit = g_options.purge_budget.load(std::memory_order_relaxed);
+  return owed == 0 ? 0 : static_cast<std::size_t>((owed + unit - 1) / unit);
+}
+
 bool purge_due(heap_state *h, std::uint64_t now) noexcept {
   if (stale_idle_front(h) != nullptr)
     return true;
@@ -375,8 +380,6 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
 void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept {
   const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
   const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
-  if (!h->reserve_done)
-    reserve_prefault(h);
   page *pg = span_alloc(h, n, align_slices);
   if (pg == nullptr) {
     errno = ENOMEM;
@@ -476,6 +479,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
       settle_inbox_page(h, pg);
       continue;
     }
+    if (h->reserve_owed.load(std::memory_order_relaxed) != 0 && reserve_step(h, bytes_left) != 0)
+      continue;
     if (!purge_step(h, now, bytes_left))
       break;
   }
@@ -485,12 +490,26 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
 }
 
 std::size_t heap_pending(heap_state *h) noexcept {
-  return h->inbox_count.load(std::memory_order_relaxed) + (purge_due(h, now_ms()) ? 1 : 0);
+  return h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h) +
+         (purge_due(h, now_ms()) ? 1 : 0);
+}
+
+void heap_owe_reserve(heap_state *h) noexcept {
+  const std::uint64_t want = g_options.reserve.load(std::memory_order_relaxed);
+  const std::uint64_t held = h->committed.get();
+  h->reserve_owed.store(h->static_region != nullptr || held >= want ? 0 : want - held,
+                        std::memory_order_relaxed);
+}
+
+void heap_pay_reserve(heap_state *h) noexcept {
+  while (reserve_step(h, h->reserve_owed.load(std::memory_order_relaxed)) != 0) {
+  }
 }
 
 void heap_flush(heap_state *h) noexcept {
   while (page *pg = h->inbox.pop())
     settle_inbox_page(h, pg);
+  heap_pay_reserve(h);
   // Pages the owner still holds: take their remote lists and retire the empty ones.
   for (unsigned cls = 0; cls < class_count; ++cls) {
     page *pg = h->avail[cls].front();
@@ -550,7 +569,7 @@ std::size_t heap_release_all(heap_state *h) noexcept {
   for (auto &c : h->class_live)
     c.v.store(0, std::memory_order_relaxed);
   h->large_live_bytes.v.store(0, std::memory_order_relaxed);
-  h->reserve_done = h->static_region != nullptr; // the reserve was purged with the rest
+  heap_owe_reserve(h); // the reserve was purged with the rest
   return spans;
 }
 
@@ -570,7 +589,7 @@ void heap_stats(const heap_state *h, ram_stats *out) noexcept {
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
   out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed);
+  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h);
   out->remote_frees += h->remote_frees.get();
   out->pages_purged += h->pages_purged.get();
   out->bytes_purged += h->bytes_purged.get();

@@ -68,7 +68,10 @@ struct heap_state {
   std::atomic<heap_status> status{heap_status::pooled};
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
-  bool reserve_done = false;
+  // Bytes of RAMALLOC_RESERVE still to pre-fault: debt, paid a purge_budget at a time by
+  // reclaim steps (all at once by flush and by the heap constructor), never by acquire.
+  // Owner-written, read by stats from any thread.
+  std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
   bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
@@ -230,6 +233,11 @@ void huge_region_recycle(region *r) noexcept;
 std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent = nullptr) noexcept;
 /// Pays everything and returns every free span policy allows. Unbounded.
 void heap_flush(heap_state *h) noexcept;
+/// Sets the reserve the heap owes from the options (minus what it already holds
+/// resident), for a heap that starts a new life (created, pooled again, released).
+void heap_owe_reserve(heap_state *h) noexcept;
+/// Pre-faults all of the reserve the heap owes now. O(reserve): for explicit set-up only.
+void heap_pay_reserve(heap_state *h) noexcept;
 /// Debt units payable now.
 std::size_t heap_pending(heap_state *h) noexcept;
 /// Live blocks according to the heap's counters (remote frees not yet taken count as live).
