@@ -219,10 +219,9 @@ heap_scope::~heap_scope() {
 }
 
 heap &current_heap() noexcept {
-  heap_state *h = current_state();
-  RAMALLOC_CHECK(h != nullptr || !in_last_exit_round(),
-                 "current_heap() called in the thread's last key-destructor round, where no "
-                 "heap can be bound any more (acquire and malloc still work there)");
+  // A heap that lasts: during thread teardown too (it is then handed off by the next
+  // key-destructor round, if the C library runs one).
+  heap_state *h = t_current != nullptr ? t_current : bind_thread(/*even_after_exit=*/true);
   RAMALLOC_CHECK(h != nullptr, "out of memory creating the thread's heap");
   return heap_access::handle(h);
 }

@@ -51,13 +51,14 @@ inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) n
 }
 
 /// An allocation for a thread that has no heap and cannot be given one: out of memory
-/// (NULL, ENOMEM), or past its exit hook's last round, where a heap bound now would
-/// never be handed off. Then the block comes from a heap made for it alone and released
-/// at once (O(1): it is orphaned, or pooled again if the allocation failed), so nothing
-/// outlives the thread unseen; the block is freed like any other.
+/// (NULL, ENOMEM), or past its exit hook (a later pthread-key destructor allocates),
+/// where a heap bound now might never be handed off. Then the block comes from a thread
+/// heap adopted for this one allocation and handed straight back (O(1): two stack
+/// operations), so nothing outlives the thread unseen and heaps are reused, not
+/// multiplied; the block is freed like any other.
 template <typename Allocate>
 RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
-  heap_state *h = in_last_exit_round() ? heap_create() : nullptr;
+  heap_state *h = thread_exited() ? adopt_for_one_allocation() : nullptr;
   if (h == nullptr) {
     errno = ENOMEM;
     return nullptr;

@@ -33,23 +33,19 @@ constinit std::atomic<std::uint64_t> g_last_thread_orphan_ms{0};
 constinit pthread_key_t g_thread_key{};
 constinit pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
-// How many times this thread's exit hook has run. The C library runs key destructors in
-// rounds, at most PTHREAD_DESTRUCTOR_ITERATIONS, and stops after a round in which no
-// destructor set a value again; a heap bound after the hook ran in the last round would
-// never be handed off. So the hook keeps itself armed, and the heap bound, until that
-// last round: its count is then the round number (for a thread that had a heap when its
-// teardown began), and a thread past it allocates from one-shot heaps (alloc_unbound).
-constinit thread_local unsigned t_exit_rounds __attribute__((tls_model("initial-exec"))) = 0;
+// Set once this thread's exit hook has handed its heap off. The C library runs key
+// destructors in rounds (at most PTHREAD_DESTRUCTOR_ITERATIONS) and stops after a round
+// in which no destructor set a value again, so a heap bound after the hook ran would be
+// handed off only if another round followed: in the last round, never. So a thread past
+// its hook never binds a heap again; its allocations adopt a heap for one allocation
+// and hand it straight back (alloc_unbound).
+constinit thread_local bool t_exited __attribute__((tls_model("initial-exec"))) = false;
 
 /// pthread key destructor: the thread is exiting. O(1): no page is walked; the heap is
 /// orphaned (or pooled if empty) and drained later by other threads' steps.
 void on_thread_exit(void *value) noexcept {
   auto *h = static_cast<heap_state *>(value);
-  if (++t_exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
-    // Not the last round: other keys' destructors may still allocate, from this heap.
-    pthread_setspecific(g_thread_key, h);
-    return;
-  }
+  t_exited = true;
   if (t_current == h)
     t_current = nullptr;
   g_last_thread_orphan_ms.store(now_ms(), std::memory_order_relaxed);
@@ -155,13 +151,26 @@ heap_state *heap_create(bool without_memory) noexcept {
   return h;
 }
 
-bool in_last_exit_round() noexcept {
-  return t_exit_rounds >= PTHREAD_DESTRUCTOR_ITERATIONS;
+bool thread_exited() noexcept {
+  return t_exited;
 }
 
-heap_state *bind_thread() noexcept {
-  if (in_last_exit_round())
-    return nullptr; // nothing would hand a heap bound now off: see alloc_unbound
+heap_state *adopt_for_one_allocation() noexcept {
+  heap_state *h = g_orphans.pop();
+  if (h != nullptr) {
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
+    h->status.store(heap_status::owned, std::memory_order_relaxed);
+    return h;
+  }
+  h = heap_create();
+  if (h != nullptr)
+    h->thread_heap = true; // an orphan like any exited thread's: the next one adopts it
+  return h;
+}
+
+heap_state *bind_thread(bool even_after_exit) noexcept {
+  if (t_exited && !even_after_exit)
+    return nullptr; // nothing might hand a heap bound now off: see alloc_unbound
   load_options_once();
   pthread_once(&g_key_once, create_key);
   heap_state *h = g_orphans.pop();
