@@ -47,9 +47,12 @@ struct config {
 
 /// Where a session takes memory from: the default allocator (plain) or the current heap
 /// through handler_allocator (kit).
-template <bool Kit> struct memory {
-  template <typename T> using allocator = std::conditional_t<Kit, io::handler_allocator<T>, std::allocator<T>>;
-  template <typename Handler> static auto bind(Handler &&h) {
+template <bool Kit>
+struct memory {
+  template <typename T>
+  using allocator = std::conditional_t<Kit, io::handler_allocator<T>, std::allocator<T>>;
+  template <typename Handler>
+  static auto bind(Handler &&h) {
     if constexpr (Kit)
       return asio::bind_allocator(io::handler_allocator<void>(), std::forward<Handler>(h));
     else
@@ -60,7 +63,8 @@ template <bool Kit> struct memory {
 template <bool Kit, typename Socket>
 class session : public std::enable_shared_from_this<session<Kit, Socket>> {
 public:
-  session(Socket s, std::size_t size) : socket_(std::move(s)), timer_(socket_.get_executor()), size_(size) {}
+  session(Socket s, std::size_t size)
+      : socket_(std::move(s)), timer_(socket_.get_executor()), size_(size) {}
   void start() { read(); }
 
 private:
@@ -68,23 +72,26 @@ private:
   using reply = std::vector<char, typename mem::template allocator<char>>;
 
   void read() {
-    asio::async_read(socket_, asio::buffer(in_, size_),
-                     mem::bind([self = this->shared_from_this()](const asio::error_code &ec, std::size_t) {
-                       if (!ec)
-                         self->answer();
-                     }));
+    asio::async_read(
+        socket_, asio::buffer(in_, size_),
+        mem::bind([self = this->shared_from_this()](const asio::error_code &ec, std::size_t) {
+          if (!ec)
+            self->answer();
+        }));
   }
 
   void answer() {
     // The idle timeout, pushed back on every message.
     timer_.expires_after(std::chrono::seconds(30));
     timer_.async_wait(mem::bind([](const asio::error_code &) {}));
-    auto out = std::allocate_shared<reply>(typename mem::template allocator<reply>(), in_, in_ + size_);
-    asio::async_write(socket_, asio::buffer(*out),
-                      mem::bind([self = this->shared_from_this(), out](const asio::error_code &ec, std::size_t) {
-                        if (!ec)
-                          self->read();
-                      }));
+    auto out =
+        std::allocate_shared<reply>(typename mem::template allocator<reply>(), in_, in_ + size_);
+    asio::async_write(
+        socket_, asio::buffer(*out),
+        mem::bind([self = this->shared_from_this(), out](const asio::error_code &ec, std::size_t) {
+          if (!ec)
+            self->read();
+        }));
   }
 
   Socket socket_;
@@ -93,10 +100,12 @@ private:
   char in_[1024];
 };
 
-template <bool Kit, typename Group> class server {
+template <bool Kit, typename Group>
+class server {
 public:
   server(asio::io_context &ctx, std::vector<Group> groups, std::size_t size)
-      : acceptor_(ctx, {asio::ip::make_address("127.0.0.1"), 0}), groups_(std::move(groups)), size_(size) {
+      : acceptor_(ctx, {asio::ip::make_address("127.0.0.1"), 0}), groups_(std::move(groups)),
+        size_(size) {
     accept();
   }
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
@@ -155,9 +164,12 @@ struct client : std::enable_shared_from_this<client> {
         if (e)
           return;
         if (self->phase.load(std::memory_order_relaxed) == 1) {
-          const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - self->sent).count();
+          const auto ns =
+              std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - self->sent)
+                  .count();
           if (self->res.rtt_ns.size() < self->res.rtt_ns.capacity())
-            self->res.rtt_ns.push_back(static_cast<std::uint32_t>(std::min<long long>(ns, UINT32_MAX)));
+            self->res.rtt_ns.push_back(
+                static_cast<std::uint32_t>(std::min<long long>(ns, UINT32_MAX)));
           ++self->res.messages;
         }
         self->ping();
@@ -230,7 +242,8 @@ int run_bench(const config &cfg, asio::io_context &server_ctx, std::vector<Group
   std::sort(sorted.begin(), sorted.end());
   std::printf("{\"mode\":\"%s\",\"connections\":%d,\"groups\":%d,\"threads\":%d,\"size\":%zu,"
               "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"p50_us\":%.1f,"
-              "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%ld,\"ramalloc_remote_frees\":%llu}\n",
+              "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%ld,\"ramalloc_remote_"
+              "frees\":%llu}\n",
               Kit ? "kit" : "plain", cfg.connections, cfg.groups, cfg.threads, cfg.size, elapsed,
               static_cast<unsigned long long>(res.messages), res.messages / elapsed,
               percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
@@ -240,10 +253,11 @@ int run_bench(const config &cfg, asio::io_context &server_ctx, std::vector<Group
 }
 
 [[noreturn]] void usage(const char *why) {
-  std::fprintf(stderr,
-               "bench_io_ping_pong: %s\nusage: bench_io_ping_pong [--mode plain|kit] "
-               "[--connections N] [--groups N] [--threads N] [--seconds S] [--warmup S] [--size B]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "bench_io_ping_pong: %s\nusage: bench_io_ping_pong [--mode plain|kit] "
+      "[--connections N] [--groups N] [--threads N] [--seconds S] [--warmup S] [--size B]\n",
+      why);
   std::exit(2);
 }
 

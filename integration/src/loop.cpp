@@ -100,9 +100,8 @@ std::size_t service_loop(Target target, heap_registry &registry, const loop_opti
     }
     add(rec.handlers, batch);
     const bool pressure = core.pressure.load(std::memory_order_relaxed);
-    const std::uint64_t owed =
-        pay_debt(rec, pressure ? budget * core.pressure_factor.load(std::memory_order_relaxed)
-                               : budget);
+    const std::uint64_t owed = pay_debt(
+        rec, pressure ? budget * core.pressure_factor.load(std::memory_order_relaxed) : budget);
 
     clock::time_point now = clock::now();
     if (batch != 0) {

@@ -130,10 +130,12 @@ TEST(WorkerLoop, CrossThreadFreesKeepTheWorkersDebtBoundedAndRepaidInBudgetedSte
         max_pending = std::max(max_pending, info->stats.pending_debt);
   };
   for (int i = 0; i < handlers; ++i) {
-    ASSERT_TRUE(wait_until([&] {
-      sample();
-      return i < window || freer.freed() >= static_cast<std::size_t>(i - window) * per_handler;
-    }, 30s));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          sample();
+          return i < window || freer.freed() >= static_cast<std::size_t>(i - window) * per_handler;
+        },
+        30s));
     asio::post(ctx, [&] {
       worker_heap = ramalloc::current_heap().id();
       std::vector<void *> blocks(per_handler);
@@ -146,10 +148,11 @@ TEST(WorkerLoop, CrossThreadFreesKeepTheWorkersDebtBoundedAndRepaidInBudgetedSte
   const void *id = worker_heap.load();
   const io::heap_info at_stop = info_of(registry, id);
   // Nobody calls reclaim: the worker's loop must pay what is left, a step at a time.
-  ASSERT_TRUE(wait_until([&] { return info_of(registry, id).stats.pending_debt == 0; },
-                         5000ms + slack()))
-      << "pending " << at_stop.stats.pending_debt << " -> " << info_of(registry, id).stats.pending_debt
-      << " after " << info_of(registry, id).reclaim_steps - at_stop.reclaim_steps << " steps";
+  ASSERT_TRUE(
+      wait_until([&] { return info_of(registry, id).stats.pending_debt == 0; }, 5000ms + slack()))
+      << "pending " << at_stop.stats.pending_debt << " -> "
+      << info_of(registry, id).stats.pending_debt << " after "
+      << info_of(registry, id).reclaim_steps - at_stop.reclaim_steps << " steps";
   const io::heap_info paid = info_of(registry, id);
   std::printf("[ info ] %d handlers, %zu remote frees: max pending debt %llu pages, %llu at "
               "the end of the stream, max paid per step %llu, %llu steps\n",
@@ -226,8 +229,8 @@ TEST(WorkerLoop, AnIdleWorkerFlushesAfterTheDelayAndSleepsInTheReactor) {
   std::this_thread::sleep_for(1s); // the measurement window, not synchronisation
   const auto cpu = thread_cpu(cpu_clock.load()) - cpu0;
   const auto wall = std::chrono::steady_clock::now() - wall0;
-  const double share = std::chrono::duration<double>(cpu).count() /
-                       std::chrono::duration<double>(wall).count();
+  const double share =
+      std::chrono::duration<double>(cpu).count() / std::chrono::duration<double>(wall).count();
   std::printf("[ info ] idle worker used %.3f%% of a core\n", share * 100);
   EXPECT_LT(share, 0.02);
   pool.stop();
@@ -488,8 +491,8 @@ TEST(MemoryPressure, AServerOverItsSoftLimitComesBackUnderWithoutAStopTheWorldSt
   const std::uint64_t limit = committed - (16u << 20);
   const std::uint64_t beats_before = beats.load();
   registry.set_soft_limit(limit);
-  ASSERT_TRUE(wait_until([&] { return ramalloc::get_stats().committed_bytes < limit; },
-                         5000ms + slack()));
+  ASSERT_TRUE(
+      wait_until([&] { return ramalloc::get_stats().committed_bytes < limit; }, 5000ms + slack()));
   const std::uint64_t beats_during = beats.load() - beats_before;
   ASSERT_TRUE(wait_until([&] { return !registry.under_pressure(); }));
   std::printf("[ info ] committed %llu -> %llu KiB (limit %llu KiB), %d callback run(s), %llu "

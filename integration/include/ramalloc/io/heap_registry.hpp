@@ -34,10 +34,10 @@ enum class heap_kind : std::uint8_t {
 /// A snapshot of one heap known to a registry (see heap_registry::heaps()).
 struct heap_info {
   heap_kind kind = heap_kind::worker;
-  std::uint64_t serial = 0;    ///< registration number, unique within the registry
-  const void *id = nullptr;    ///< heap::id(): compare with ramalloc::query(p)->owner
-  ram_stats stats{};           ///< heap::get_stats() (relaxed snapshot)
-  std::uint64_t handlers = 0;  ///< handlers run (worker: by its loop; strand: on the strand)
+  std::uint64_t serial = 0;        ///< registration number, unique within the registry
+  const void *id = nullptr;        ///< heap::id(): compare with ramalloc::query(p)->owner
+  ram_stats stats{};               ///< heap::get_stats() (relaxed snapshot)
+  std::uint64_t handlers = 0;      ///< handlers run (worker: by its loop; strand: on the strand)
   std::uint64_t reclaim_steps = 0; ///< budgeted reclaim steps paid by the kit for this heap
   /// Largest drop of the heap's pending debt the kit saw across one reclaim step (a lower
   /// bound of what the step paid: frees may arrive during it). Never above the budget.
