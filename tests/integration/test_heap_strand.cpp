@@ -218,6 +218,40 @@ TEST(HandlerAllocator, IsAnAllocatorThatRebindsComparesEqualAndChecksSizes) {
       std::is_same_v<asio::associated_allocator_t<decltype(bound)>, io::handler_allocator<void>>);
 }
 
+/// A handler type whose associated allocator is handler_allocator (the member form).
+struct counting_handler {
+  using allocator_type = io::handler_allocator<void>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  std::atomic<int> *calls;
+  void operator()(const asio::error_code &) const { calls->fetch_add(1); }
+};
+static_assert(std::is_same_v<asio::associated_allocator_t<counting_handler>,
+                             io::handler_allocator<void>>);
+
+TEST(HandlerAllocator, AsTheAssociatedAllocatorOfAHandlerTypeItFeedsTheStrandHeap) {
+  asio::io_context ctx;
+  auto s = io::make_heap_strand(ctx);
+  asio::steady_timer timer(s);
+  std::atomic<int> calls{0};
+  std::uint64_t live_during_wait = 0, live_before = 0;
+  asio::post(s, [&] {
+    live_before = s.heap().get_stats().live_blocks;
+    timer.expires_after(1ms);
+    timer.async_wait(counting_handler{&calls}); // the wait operation: from the strand heap
+    live_during_wait = s.heap().get_stats().live_blocks;
+  });
+  io::run(ctx);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(live_during_wait, live_before + 1) << "the operation came from the strand's heap";
+  // Asio freed it before calling the handler, outside the strand: a remote free, owed
+  // by the strand's heap until one of its debt steps settles it.
+  EXPECT_GE(s.heap().get_stats().pending_debt, 1u);
+  asio::post(s, [&] { s.heap().reclaim(8); });
+  ctx.restart();
+  io::run(ctx);
+  EXPECT_EQ(s.heap().get_stats().live_blocks, live_before) << "and went back to it";
+}
+
 /// Wraps handler_allocator and records, for each allocation made on the strand, which
 /// heap the block came from: what Asio's composed operations allocate through it.
 struct allocation_log {
