@@ -8,6 +8,8 @@
 //   --mode kit    ramalloc::io: a heap strand per connection group, handler_allocator on
 //                 every operation, sessions and replies from the group's heap, a
 //                 worker_pool running the kit's loop (debt paid between batches).
+//   --mode kit-loop  heap strands and worker_pool, but Asio's default allocators (what
+//                 the loop and the strands cost without handler_allocator).
 // The clients (same process, their own io_context and thread) are identical in both.
 // Each message: the server's session allocates a reply buffer (freed when the write
 // completes) and re-arms an idle timer (a wait operation per message, the old one
@@ -34,7 +36,8 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 struct config {
-  bool kit = false;
+  bool kit = false;  // heap strands + worker_pool
+  bool kit_allocator = true; // with handler_allocator (mode kit) or Asio's defaults (kit-loop)
   int connections = 256;
   int groups = 8;
   int threads = 2;
@@ -198,7 +201,8 @@ long rss_kib() {
 
 template <bool Kit, typename Group>
 int run_bench(const config &cfg, asio::io_context &server_ctx, std::vector<Group> groups,
-              const std::function<void()> &start_server, const std::function<void()> &stop_server) {
+              const std::function<void()> &start_server, const std::function<void()> &stop_server,
+              const char *mode) {
   server<Kit, Group> srv(server_ctx, std::move(groups), cfg.size);
   start_server();
 
@@ -244,7 +248,7 @@ int run_bench(const config &cfg, asio::io_context &server_ctx, std::vector<Group
               "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"p50_us\":%.1f,"
               "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%ld,\"ramalloc_remote_"
               "frees\":%llu}\n",
-              Kit ? "kit" : "plain", cfg.connections, cfg.groups, cfg.threads, cfg.size, elapsed,
+              mode, cfg.connections, cfg.groups, cfg.threads, cfg.size, elapsed,
               static_cast<unsigned long long>(res.messages), res.messages / elapsed,
               percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
               sorted.empty() ? 0.0 : sorted.back() / 1000.0, rss,
@@ -271,10 +275,14 @@ int main(int argc, char **argv) {
       usage(("missing value after " + a).c_str());
     const char *v = argv[++i];
     if (a == "--mode") {
-      if (std::strcmp(v, "kit") == 0)
+      if (std::strcmp(v, "kit") == 0) {
         cfg.kit = true;
-      else if (std::strcmp(v, "plain") != 0)
-        usage("--mode is plain or kit");
+      } else if (std::strcmp(v, "kit-loop") == 0) {
+        cfg.kit = true;
+        cfg.kit_allocator = false;
+      } else if (std::strcmp(v, "plain") != 0) {
+        usage("--mode is plain, kit or kit-loop");
+      }
     } else if (a == "--connections") {
       cfg.connections = std::atoi(v);
     } else if (a == "--groups") {
@@ -301,13 +309,14 @@ int main(int argc, char **argv) {
     for (int g = 0; g < cfg.groups; ++g)
       groups.push_back(io::make_heap_strand(server_ctx));
     std::unique_ptr<io::worker_pool> pool;
-    return run_bench<true>(
-        cfg, server_ctx, std::move(groups),
-        [&] { pool = std::make_unique<io::worker_pool>(server_ctx, cfg.threads); },
-        [&] {
-          pool->stop();
-          pool->join();
-        });
+    const auto start = [&] { pool = std::make_unique<io::worker_pool>(server_ctx, cfg.threads); };
+    const auto stop = [&] {
+      pool->stop();
+      pool->join();
+    };
+    if (!cfg.kit_allocator) // heap strands and the kit's loop, Asio's default allocators
+      return run_bench<false>(cfg, server_ctx, std::move(groups), start, stop, "kit-loop");
+    return run_bench<true>(cfg, server_ctx, std::move(groups), start, stop, "kit");
   }
   std::vector<asio::strand<asio::io_context::executor_type>> groups;
   for (int g = 0; g < cfg.groups; ++g)
@@ -325,5 +334,6 @@ int main(int argc, char **argv) {
         server_ctx.stop();
         for (auto &t : threads)
           t.join();
-      });
+      },
+      "plain");
 }

@@ -40,7 +40,8 @@ struct heap_info {
   std::uint64_t handlers = 0;      ///< handlers run (worker: by its loop; strand: on the strand)
   std::uint64_t reclaim_steps = 0; ///< budgeted reclaim steps paid by the kit for this heap
   /// Largest drop of the heap's pending debt the kit saw across one reclaim step (a lower
-  /// bound of what the step paid: frees may arrive during it). Never above the budget.
+  /// bound of what the step paid: frees may arrive during it; workers sample every 8th
+  /// step). Never above the budget.
   std::uint64_t max_step_paid = 0;
   std::uint64_t flushes = 0;       ///< idle (or pressure) flushes
   std::uint64_t service_tasks = 0; ///< strands: reclaim tasks a worker posted while it was quiet
