@@ -36,13 +36,13 @@ public:
 
 private:
   void read() {
-    socket_.async_read_some(
-        asio::buffer(data_),
-        asio::bind_allocator(io::handler_allocator<void>(),
-                             [self = shared_from_this()](const asio::error_code &ec, std::size_t n) {
-                               if (!ec)
-                                 self->write(n);
-                             }));
+    socket_.async_read_some(asio::buffer(data_),
+                            asio::bind_allocator(io::handler_allocator<void>(),
+                                                 [self = shared_from_this()](
+                                                     const asio::error_code &ec, std::size_t n) {
+                                                   if (!ec)
+                                                     self->write(n);
+                                                 }));
   }
 
   void write(std::size_t n) {
@@ -70,7 +70,9 @@ public:
   }
 
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
-  void close() { asio::post(acceptor_.get_executor(), [this] { acceptor_.close(); }); }
+  void close() {
+    asio::post(acceptor_.get_executor(), [this] { acceptor_.close(); });
+  }
 
 private:
   void accept() {
@@ -112,15 +114,16 @@ bool self_test(unsigned short port, int connections, int messages) {
       }
       out.assign(1 + static_cast<std::size_t>(left * 37 % 1000), char('a' + left % 26));
       in.resize(out.size());
-      asio::async_write(socket, asio::buffer(out), [self = shared_from_this()](auto ec, std::size_t) {
-        if (ec)
-          return void(self->bad.fetch_add(1));
-        asio::async_read(self->socket, asio::buffer(self->in), [self](auto e, std::size_t) {
-          if (e || self->in != self->out)
-            return void(self->bad.fetch_add(1));
-          self->send();
-        });
-      });
+      asio::async_write(
+          socket, asio::buffer(out), [self = shared_from_this()](auto ec, std::size_t) {
+            if (ec)
+              return void(self->bad.fetch_add(1));
+            asio::async_read(self->socket, asio::buffer(self->in), [self](auto e, std::size_t) {
+              if (e || self->in != self->out)
+                return void(self->bad.fetch_add(1));
+              self->send();
+            });
+          });
     }
   };
   for (int i = 0; i < connections; ++i) {
@@ -193,8 +196,8 @@ int main(int argc, char **argv) {
     io::logger()->info("{}", io::stats_reporter(ctx, std::chrono::hours(1)).format_report());
     pool.stop();
   } else {
-    std::printf("echo_server: listening on 127.0.0.1:%u with %zu workers, %zu groups\n",
-                srv.port(), threads, groups);
+    std::printf("echo_server: listening on 127.0.0.1:%u with %zu workers, %zu groups\n", srv.port(),
+                threads, groups);
     asio::signal_set signals(ctx, SIGINT, SIGTERM);
     signals.async_wait([&](auto, int) { pool.stop(); });
     pool.join(); // returns on a signal; rethrows a handler's exception

@@ -32,10 +32,23 @@ std::uint64_t soft_limit_from_environment() {
   std::uint64_t scale = 1;
   if (end != text && *end != '\0' && end[1] == '\0') {
     switch (*end) {
-    case 'k': case 'K': scale = 1ull << 10; ++end; break;
-    case 'm': case 'M': scale = 1ull << 20; ++end; break;
-    case 'g': case 'G': scale = 1ull << 30; ++end; break;
-    default: break;
+    case 'k':
+    case 'K':
+      scale = 1ull << 10;
+      ++end;
+      break;
+    case 'm':
+    case 'M':
+      scale = 1ull << 20;
+      ++end;
+      break;
+    case 'g':
+    case 'G':
+      scale = 1ull << 30;
+      ++end;
+      break;
+    default:
+      break;
     }
   }
   if (end == text || *end != '\0' || errno == ERANGE || text[0] == '-' ||
@@ -109,7 +122,8 @@ void registry_core::remove_worker(worker_record *w) noexcept {
     workers.erase(it);
 }
 
-std::uint64_t registry_core::add_strand(heap_strand_state *s, std::weak_ptr<heap_strand_state> ref) {
+std::uint64_t registry_core::add_strand(heap_strand_state *s,
+                                        std::weak_ptr<heap_strand_state> ref) {
   std::lock_guard lock(mutex);
   strands.push_back(s);
   try {
@@ -183,7 +197,8 @@ void registry_core::check_pressure(std::int64_t now_ms) {
     struct run_once {
       std::shared_ptr<pressure_callback> cb;
       memory_pressure event;
-      run_once(std::shared_ptr<pressure_callback> c, memory_pressure e) : cb(std::move(c)), event(e) {}
+      run_once(std::shared_ptr<pressure_callback> c, memory_pressure e)
+          : cb(std::move(c)), event(e) {}
       run_once(run_once &&) noexcept = default;
       run_once(const run_once &) = delete;
       ~run_once() {
@@ -456,8 +471,9 @@ void heap_registry::set_soft_limit(std::uint64_t bytes) {
   core_->apply(o);
 }
 
-pressure_subscription heap_registry::on_memory_pressure(
-    asio::any_io_executor executor, std::function<void(const memory_pressure &)> callback) {
+pressure_subscription
+heap_registry::on_memory_pressure(asio::any_io_executor executor,
+                                  std::function<void(const memory_pressure &)> callback) {
   if (!executor)
     throw std::invalid_argument("ramalloc::io::heap_registry::on_memory_pressure: no executor");
   if (!callback)
@@ -475,8 +491,8 @@ bool heap_registry::remove_memory_pressure(pressure_subscription subscription) {
   std::shared_ptr<detail::pressure_callback> gone; // destroyed after the unlock
   std::lock_guard lock(core_->mutex);
   auto &cbs = core_->callbacks;
-  auto it = std::find_if(cbs.begin(), cbs.end(),
-                         [&](const auto &cb) { return cb->id == subscription; });
+  auto it =
+      std::find_if(cbs.begin(), cbs.end(), [&](const auto &cb) { return cb->id == subscription; });
   if (it == cbs.end())
     return false;
   gone = std::move(*it);

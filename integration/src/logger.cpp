@@ -15,7 +15,8 @@ namespace ramalloc::io {
 namespace {
 
 std::shared_ptr<spdlog::logger> make_null_logger() {
-  return std::make_shared<spdlog::logger>("ramalloc", std::make_shared<spdlog::sinks::null_sink_mt>());
+  return std::make_shared<spdlog::logger>("ramalloc",
+                                          std::make_shared<spdlog::sinks::null_sink_mt>());
 }
 
 struct logger_slot {
@@ -141,8 +142,7 @@ std::size_t drain_error_reports() {
   while (n < ring_size && g_ring.pop(error, pointer, message)) {
     if (!log)
       log = logger();
-    const auto level =
-        error == RAM_ERROR_BAD_OPTION ? spdlog::level::warn : spdlog::level::err;
+    const auto level = error == RAM_ERROR_BAD_OPTION ? spdlog::level::warn : spdlog::level::err;
     log->log(level, "ramalloc: {} (pointer {})", message, pointer);
     ++n;
   }

@@ -21,22 +21,17 @@ const char *kind_name(heap_kind k) noexcept {
 }
 
 // The process-wide fields, in the order of ram_stats (docs/tuning.md).
-template <typename Out> void process_fields(Out out, const ram_stats &s, bool json) {
+template <typename Out>
+void process_fields(Out out, const ram_stats &s, bool json) {
   const struct {
     const char *name;
     std::uint64_t value;
-  } fields[] = {{"live_bytes", s.live_bytes},
-                {"live_blocks", s.live_blocks},
-                {"committed_bytes", s.committed_bytes},
-                {"reserved_bytes", s.reserved_bytes},
-                {"pending_debt", s.pending_debt},
-                {"remote_frees", s.remote_frees},
-                {"pages_purged", s.pages_purged},
-                {"bytes_purged", s.bytes_purged},
-                {"heaps_live", s.heaps_live},
-                {"heaps_orphaned", s.heaps_orphaned},
-                {"orphans_adopted", s.orphans_adopted},
-                {"orphans_serviced", s.orphans_serviced},
+  } fields[] = {{"live_bytes", s.live_bytes},           {"live_blocks", s.live_blocks},
+                {"committed_bytes", s.committed_bytes}, {"reserved_bytes", s.reserved_bytes},
+                {"pending_debt", s.pending_debt},       {"remote_frees", s.remote_frees},
+                {"pages_purged", s.pages_purged},       {"bytes_purged", s.bytes_purged},
+                {"heaps_live", s.heaps_live},           {"heaps_orphaned", s.heaps_orphaned},
+                {"orphans_adopted", s.orphans_adopted}, {"orphans_serviced", s.orphans_serviced},
                 {"invalid_frees", s.invalid_frees}};
   bool first = true;
   for (const auto &f : fields) {
@@ -48,7 +43,8 @@ template <typename Out> void process_fields(Out out, const ram_stats &s, bool js
   }
 }
 
-template <typename Out> void heap_fields(Out out, const heap_info &h, bool json) {
+template <typename Out>
+void heap_fields(Out out, const heap_info &h, bool json) {
   if (json) {
     fmt::format_to(out,
                    "{{\"kind\":\"{}\",\"serial\":{},\"id\":\"{}\",\"handlers\":{},"

@@ -7,7 +7,8 @@
 #  3. build it and run the program; any failure fails the test.
 #
 # Inputs (-D): RAMALLOC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR CONFIG GENERATOR
-#              MAKE_PROGRAM CXX_COMPILER CXX_FLAGS
+#              MAKE_PROGRAM CXX_COMPILER CXX_FLAGS, WITH_IO (also build and run an Asio
+#              program on ramalloc::io, and check the pkg-config files), LIBDIR
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var RAMALLOC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR)
@@ -54,6 +55,9 @@ set(configure_args
 if(NOT "${CONFIG}" STREQUAL "")
   list(APPEND configure_args -DCMAKE_BUILD_TYPE=${CONFIG})
 endif()
+if(WITH_IO)
+  list(APPEND configure_args -DRAMALLOC_CONSUMER_IO=ON)
+endif()
 if(NOT "${MAKE_PROGRAM}" STREQUAL "")
   list(APPEND configure_args -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
 endif()
@@ -70,4 +74,31 @@ run_step("configure" ${CMAKE_COMMAND} ${configure_args})
 # 3. build and run
 run_step("build" ${CMAKE_COMMAND} --build ${build} ${config_args})
 run_step("run" ${build}/bin/ramalloc_consumer)
+if(WITH_IO)
+  run_step("run io" ${build}/bin/ramalloc_consumer_io)
+  # pkg-config users: the installed .pc files resolve (ramalloc-io requires ramalloc).
+  find_program(PKG_CONFIG pkg-config)
+  if(PKG_CONFIG)
+    foreach(pc ramalloc ramalloc-io)
+      if(NOT EXISTS ${prefix}/${LIBDIR}/pkgconfig/${pc}.pc)
+        message(FATAL_ERROR "[consumer] ${pc}.pc was not installed in ${prefix}/${LIBDIR}/pkgconfig")
+      endif()
+    endforeach()
+    set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
+    execute_process(COMMAND ${PKG_CONFIG} --cflags --libs ramalloc-io
+                    RESULT_VARIABLE rc OUTPUT_VARIABLE flags ERROR_VARIABLE flags)
+    string(STRIP "${flags}" flags)
+    # The .pc files are relocatable: their -I must lead to this prefix's include/.
+    file(REAL_PATH "${prefix}/include" want_include)
+    set(got_include "")
+    if(flags MATCHES "-I([^ ]+)")
+      file(REAL_PATH "${CMAKE_MATCH_1}" got_include)
+    endif()
+    if(NOT rc EQUAL 0 OR NOT flags MATCHES "-DASIO_STANDALONE" OR NOT flags MATCHES "-lramalloc_io"
+       OR NOT flags MATCHES "-lramalloc( |$)" OR NOT got_include STREQUAL want_include)
+      message(FATAL_ERROR "[consumer] pkg-config ramalloc-io: ${flags}")
+    endif()
+    message(STATUS "[consumer] pkg-config ramalloc-io: ${flags}")
+  endif()
+endif()
 message(STATUS "[consumer] find_package(ramalloc CONFIG) consumer passed")

@@ -44,7 +44,8 @@ TEST(HeapStrand, ForwardsPropertiesAndComparesByHeapAndStrand) {
   EXPECT_TRUE(a == a2);
   EXPECT_FALSE(a == b);
   EXPECT_NE(a.heap().id(), b.heap().id());
-  EXPECT_EQ(&asio::query(a, asio::execution::context), &static_cast<asio::execution_context &>(ctx));
+  EXPECT_EQ(&asio::query(a, asio::execution::context),
+            &static_cast<asio::execution_context &>(ctx));
   EXPECT_EQ(&a.context(), &static_cast<asio::execution_context &>(ctx));
 
   auto never = asio::require(a, asio::execution::blocking.never);
@@ -177,9 +178,8 @@ TEST(HeapStrand, BindExecutorTimersAndCoroutinesRunWithTheStrandHeap) {
       asio::detached);
   // An I/O object constructed on the strand completes on it.
   asio::steady_timer on_strand(s, 2ms);
-  on_strand.async_wait([&](const asio::error_code &) {
-    owners.push_back(owner_of(ramalloc::acquire(56)));
-  });
+  on_strand.async_wait(
+      [&](const asio::error_code &) { owners.push_back(owner_of(ramalloc::acquire(56))); });
   io::run(ctx);
   ASSERT_EQ(owners.size(), 4u);
   for (const void *o : owners)
@@ -193,8 +193,9 @@ TEST(HandlerAllocator, IsAnAllocatorThatRebindsComparesEqualAndChecksSizes) {
   io::handler_allocator<int> ints;
   io::handler_allocator<double> doubles(ints);
   EXPECT_TRUE(ints == doubles);
-  static_assert(std::is_same_v<std::allocator_traits<io::handler_allocator<int>>::rebind_alloc<long>,
-                               io::handler_allocator<long>>);
+  static_assert(
+      std::is_same_v<std::allocator_traits<io::handler_allocator<int>>::rebind_alloc<long>,
+                     io::handler_allocator<long>>);
   static_assert(std::allocator_traits<io::handler_allocator<int>>::is_always_equal::value);
   int *p = ints.allocate(10);
   ASSERT_NE(p, nullptr);
@@ -213,8 +214,42 @@ TEST(HandlerAllocator, IsAnAllocatorThatRebindsComparesEqualAndChecksSizes) {
   EXPECT_EQ(v[999], 7);
 
   auto bound = asio::bind_allocator(io::handler_allocator<void>(), [] {});
-  static_assert(std::is_same_v<asio::associated_allocator_t<decltype(bound)>,
-                               io::handler_allocator<void>>);
+  static_assert(
+      std::is_same_v<asio::associated_allocator_t<decltype(bound)>, io::handler_allocator<void>>);
+}
+
+/// A handler type whose associated allocator is handler_allocator (the member form).
+struct counting_handler {
+  using allocator_type = io::handler_allocator<void>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  std::atomic<int> *calls;
+  void operator()(const asio::error_code &) const { calls->fetch_add(1); }
+};
+static_assert(std::is_same_v<asio::associated_allocator_t<counting_handler>,
+                             io::handler_allocator<void>>);
+
+TEST(HandlerAllocator, AsTheAssociatedAllocatorOfAHandlerTypeItFeedsTheStrandHeap) {
+  asio::io_context ctx;
+  auto s = io::make_heap_strand(ctx);
+  asio::steady_timer timer(s);
+  std::atomic<int> calls{0};
+  std::uint64_t live_during_wait = 0, live_before = 0;
+  asio::post(s, [&] {
+    live_before = s.heap().get_stats().live_blocks;
+    timer.expires_after(1ms);
+    timer.async_wait(counting_handler{&calls}); // the wait operation: from the strand heap
+    live_during_wait = s.heap().get_stats().live_blocks;
+  });
+  io::run(ctx);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(live_during_wait, live_before + 1) << "the operation came from the strand's heap";
+  // Asio freed it before calling the handler, outside the strand: a remote free, owed
+  // by the strand's heap until one of its debt steps settles it.
+  EXPECT_GE(s.heap().get_stats().pending_debt, 1u);
+  asio::post(s, [&] { s.heap().reclaim(8); });
+  ctx.restart();
+  io::run(ctx);
+  EXPECT_EQ(s.heap().get_stats().live_blocks, live_before) << "and went back to it";
 }
 
 /// Wraps handler_allocator and records, for each allocation made on the strand, which
@@ -226,7 +261,8 @@ struct allocation_log {
   const strand_t *strand = nullptr;
 };
 
-template <typename T> struct recording_allocator {
+template <typename T>
+struct recording_allocator {
   using value_type = T;
   allocation_log *log;
   explicit recording_allocator(allocation_log *l) noexcept : log(l) {}
@@ -242,10 +278,12 @@ template <typename T> struct recording_allocator {
     return p;
   }
   void deallocate(T *p, std::size_t n) noexcept { io::handler_allocator<T>().deallocate(p, n); }
-  template <typename U> bool operator==(const recording_allocator<U> &o) const noexcept {
+  template <typename U>
+  bool operator==(const recording_allocator<U> &o) const noexcept {
     return log == o.log;
   }
-  template <typename U> bool operator!=(const recording_allocator<U> &o) const noexcept {
+  template <typename U>
+  bool operator!=(const recording_allocator<U> &o) const noexcept {
     return log != o.log;
   }
 };
@@ -261,33 +299,35 @@ TEST(HandlerAllocator, ComposedOperationsOnAStrandAllocateFromItsHeap) {
   asio::ip::tcp::socket server(s), client(s);
   std::array<char, 4096> out{}, in{};
   out.fill('x');
-  bool read_done = false, wrote = false, posted = false, waited = false;
+  std::atomic<bool> read_done{false}, wrote{false}, posted{false}, waited{false};
   asio::steady_timer timer(s);
 
   acceptor.async_accept(server, [&](const asio::error_code &ec) { ASSERT_FALSE(ec); });
-  client.async_connect(acceptor.local_endpoint(), asio::bind_executor(s, [&](const asio::error_code &ec) {
-    ASSERT_FALSE(ec);
-    // All initiated from a strand handler, so their operation memory comes from the
-    // strand's heap through the associated allocator.
-    timer.expires_after(1ms);
-    timer.async_wait(asio::bind_allocator(recording_allocator<void>(&timers),
-                                          [&](const asio::error_code &) { waited = true; }));
-    asio::post(s, asio::bind_allocator(recording_allocator<void>(&posts), [&] { posted = true; }));
-    asio::async_write(client, asio::buffer(out),
-                      asio::bind_allocator(recording_allocator<void>(&writes),
-                                           [&](const asio::error_code &e, std::size_t n) {
-                                             EXPECT_FALSE(e);
-                                             EXPECT_EQ(n, out.size());
-                                             wrote = true;
-                                           }));
-    asio::async_read(server, asio::buffer(in),
-                     asio::bind_allocator(recording_allocator<void>(&reads),
-                                          [&](const asio::error_code &e, std::size_t n) {
-                                            EXPECT_FALSE(e);
-                                            EXPECT_EQ(n, in.size());
-                                            read_done = true;
-                                          }));
-  }));
+  client.async_connect(
+      acceptor.local_endpoint(), asio::bind_executor(s, [&](const asio::error_code &ec) {
+        ASSERT_FALSE(ec);
+        // All initiated from a strand handler, so their operation memory comes from the
+        // strand's heap through the associated allocator.
+        timer.expires_after(1ms);
+        timer.async_wait(asio::bind_allocator(recording_allocator<void>(&timers),
+                                              [&](const asio::error_code &) { waited = true; }));
+        asio::post(s,
+                   asio::bind_allocator(recording_allocator<void>(&posts), [&] { posted = true; }));
+        asio::async_write(client, asio::buffer(out),
+                          asio::bind_allocator(recording_allocator<void>(&writes),
+                                               [&](const asio::error_code &e, std::size_t n) {
+                                                 EXPECT_FALSE(e);
+                                                 EXPECT_EQ(n, out.size());
+                                                 wrote = true;
+                                               }));
+        asio::async_read(server, asio::buffer(in),
+                         asio::bind_allocator(recording_allocator<void>(&reads),
+                                              [&](const asio::error_code &e, std::size_t n) {
+                                                EXPECT_FALSE(e);
+                                                EXPECT_EQ(n, in.size());
+                                                read_done = true;
+                                              }));
+      }));
   {
     io::worker_pool pool(ctx, 2);
     ASSERT_TRUE(wait_until([&] { return read_done && wrote && posted && waited; }, 30s));
@@ -343,10 +383,11 @@ TEST(HeapStrand, FreesIntoAQuietStrandAreRepaidWithinAFewTicksOnTheStrand) {
       << "paid in budgeted steps (8 units each), one service task per step";
   EXPECT_LE(after.max_step_paid, 8u) << "no step paid more than the budget";
   EXPECT_EQ(after.stats.live_blocks, 0u);
-  std::printf("[ info ] %llu units of debt repaid in %lld ms by %llu service tasks\n",
-              static_cast<unsigned long long>(debt),
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
-              static_cast<unsigned long long>(after.service_tasks - before.service_tasks));
+  std::printf(
+      "[ info ] %llu units of debt repaid in %lld ms by %llu service tasks\n",
+      static_cast<unsigned long long>(debt),
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+      static_cast<unsigned long long>(after.service_tasks - before.service_tasks));
   pool.stop();
   pool.join();
 }

@@ -36,7 +36,7 @@ TEST(HeapStrandOverride, NewAndMallocInAStrandHandlerComeFromTheStrandHeap) {
     for (int i = 0; i < handlers; ++i)
       asio::post(strand, [&, i] {
         auto s = std::make_unique<std::string>(100, char('a' + i % 26)); // operator new
-        void *m1 = std::malloc(200);                                      // malloc
+        void *m1 = std::malloc(200);                                     // malloc
         if (owner_of(s.get()) != strand.heap().id() || owner_of(s->data()) != strand.heap().id() ||
             owner_of(m1) != strand.heap().id())
           wrong.fetch_add(1);
@@ -67,7 +67,8 @@ TEST(HeapStrandOverride, NewAndMallocInAStrandHandlerComeFromTheStrandHeap) {
   EXPECT_TRUE(wait_until([&] {
     const ram_stats st = strand.heap().get_stats();
     return st.pending_debt == 0 && st.live_blocks <= 1; // raw's own buffer
-  })) << "pending " << strand.heap().get_stats().pending_debt << ", live "
+  })) << "pending "
+      << strand.heap().get_stats().pending_debt << ", live "
       << strand.heap().get_stats().live_blocks;
   pool.stop();
   pool.join();

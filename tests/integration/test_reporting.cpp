@@ -170,13 +170,13 @@ private:
 };
 
 const char *const process_fields[] = {
-    "live_bytes",   "live_blocks",    "committed_bytes", "reserved_bytes", "pending_debt",
-    "remote_frees", "pages_purged",   "bytes_purged",    "heaps_live",     "heaps_orphaned",
+    "live_bytes",      "live_blocks",      "committed_bytes", "reserved_bytes", "pending_debt",
+    "remote_frees",    "pages_purged",     "bytes_purged",    "heaps_live",     "heaps_orphaned",
     "orphans_adopted", "orphans_serviced", "invalid_frees"};
-const char *const heap_fields[] = {"kind",          "serial",      "id",
-                                   "handlers",      "reclaim_steps", "flushes",
-                                   "live_bytes",    "live_blocks", "committed_bytes",
-                                   "pending_debt",  "remote_frees"};
+const char *const heap_fields[] = {"kind",         "serial",        "id",
+                                   "handlers",     "reclaim_steps", "flushes",
+                                   "live_bytes",   "live_blocks",   "committed_bytes",
+                                   "pending_debt", "remote_frees"};
 
 // --- the logger ------------------------------------------------------------------------------
 

@@ -9,6 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
+#include <atomic>
+#include <cstring>
 #include <thread>
 
 using namespace ramalloc_stress;
@@ -198,4 +202,60 @@ TEST(ThreadExit, MemoryOfAnOrphanDrainedByReclaimStepsGoesBackOnFlush) {
   EXPECT_EQ(after.heaps_live, before.heaps_live);
   EXPECT_LE(after.committed_bytes, before.committed_bytes + reserve)
       << "free pages of the drained orphan stayed committed after flush()";
+}
+
+namespace {
+
+pthread_key_t g_late_key;
+std::atomic<void *> g_kept_by_late_destructor[64];
+
+/// A key destructor that keeps itself armed for every round the C library runs, and in
+/// the last one allocates (after ramalloc's own destructor has run in that round: keys
+/// run in creation order, and ramalloc's key is older).
+void last_round_destructor(void *value) {
+  const auto round = reinterpret_cast<std::uintptr_t>(value);
+  if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+    pthread_setspecific(g_late_key, reinterpret_cast<void *>(round + 1));
+    return;
+  }
+  void *scratch = ramalloc::acquire(200);
+  std::memset(scratch, 1, 200);
+  ramalloc::discard(scratch);
+  for (auto &slot : g_kept_by_late_destructor) {
+    void *expected = nullptr;
+    void *p = ramalloc::acquire(96);
+    if (!slot.compare_exchange_strong(expected, p))
+      ramalloc::discard(p);
+    else
+      break;
+  }
+}
+
+} // namespace
+
+TEST(ThreadExit, AThreadThatAllocatesInTheLastKeyDestructorRoundLeavesNoHeapBehind) {
+  ramalloc::discard(ramalloc::acquire(16)); // ramalloc's key exists before the test's
+  ASSERT_EQ(pthread_key_create(&g_late_key, last_round_destructor), 0);
+  ramalloc::flush();
+  const std::uint64_t heaps_before = ramalloc::get_stats().heaps_live;
+  constexpr int threads = 16;
+  for (int i = 0; i < threads; ++i) {
+    std::thread([] {
+      ramalloc::discard(ramalloc::acquire(64)); // the thread has a heap of its own
+      pthread_setspecific(g_late_key, reinterpret_cast<void *>(1));
+    }).join();
+  }
+  // The blocks the last rounds kept are valid and are freed here; then nothing remains.
+  for (auto &slot : g_kept_by_late_destructor)
+    if (void *p = slot.exchange(nullptr)) {
+      ASSERT_TRUE(ramalloc::query(p).has_value());
+      ramalloc::discard(p);
+    }
+  ramalloc::flush();
+  const ramalloc::stats s = ramalloc::get_stats();
+  EXPECT_EQ(s.heaps_orphaned, 0u);
+  EXPECT_LE(s.heaps_live, heaps_before + 1)
+      << threads << " threads that allocated in their last key-destructor round left "
+      << s.heaps_live - heaps_before << " heaps behind";
+  pthread_key_delete(g_late_key);
 }

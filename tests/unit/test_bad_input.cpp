@@ -8,6 +8,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <set>
@@ -327,6 +328,36 @@ TEST_F(BadInput, DoubleFreeOfALargeOrHugeBlockIsReported) {
     expect_distinct_blocks(size, 3);
   }
   EXPECT_TRUE(w.intact());
+}
+
+TEST_F(BadInput, FreeOfABlockThePageNeverHandedOutIsReportedAndNeverHandedOutTwice) {
+  // A fresh page threads its blocks lazily: beyond the first extension nothing has been
+  // handed out, and a "free" of such an address must not put it on the free list (the
+  // lazy extension would later hand the same block out a second time).
+  for (const std::size_t size : {std::size_t{4}, std::size_t{64}, std::size_t{1024}}) {
+    SCOPED_TRACE("block size " + std::to_string(size));
+    const std::size_t per_page = 64 * KiB / size;
+    std::vector<void *> seen;
+    seen.reserve(per_page + 16); // no harness allocation while the zone is current
+    ramalloc::heap zone;
+    std::byte *never = nullptr;
+    {
+      ramalloc::heap_scope scope(zone);
+      auto *first = static_cast<std::byte *>(ramalloc::acquire(size));
+      ASSERT_NE(first, nullptr);
+      seen.push_back(first);
+      never = first + (per_page - 2) * size; // same page, far past the bump index
+      ramalloc::discard(never);
+      for (std::size_t i = 1; i < per_page + 16; ++i)
+        seen.push_back(ramalloc::acquire(size));
+    }
+    expect_one_report(RAM_ERROR_INVALID_FREE, never);
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), nullptr), 0);
+    EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end()) << "a block handed out twice";
+    EXPECT_EQ(zone.get_stats().live_blocks, per_page + 16);
+    zone.release_all();
+  }
 }
 
 TEST(BadInputDeathTest, ForeignFreeAbortsWhenOnInvalidIsAbort) {

@@ -208,3 +208,126 @@ TEST(BoundedSteps, AcquireStepsDoNotGrowWithTheDebtOwedAndPayOnlyASliceOfIt) {
   ramalloc::flush();
 #endif
 }
+
+namespace {
+
+/// Restores the options a test changed.
+class options_guard {
+public:
+  options_guard() : saved_(ramalloc::get_options()) {}
+  ~options_guard() { ramalloc::set_options(saved_); }
+  options_guard(const options_guard &) = delete;
+  options_guard &operator=(const options_guard &) = delete;
+  const ramalloc::options &saved() const { return saved_; }
+
+private:
+  ramalloc::options saved_;
+};
+
+constexpr std::size_t pattern_size = 64;
+constexpr std::size_t pattern_per_page = 64 * KiB / pattern_size;
+
+[[maybe_unused]] std::size_t pages_for(std::size_t objects) {
+  return (objects + pattern_per_page - 1) / pattern_per_page;
+}
+
+/// Remote frees interleaved with allocation (issue 8, item 1): `pages` pages of one class
+/// are taken back from their remote lists by the allocation slow path while their inbox
+/// entries still wait behind other debt, then run out; paying the debt afterwards must
+/// not line them up, empty, in front of the next allocation. Returns the maximum steps
+/// of one acquire made right after the debt is paid.
+[[maybe_unused]] std::uint64_t exhausted_pages_after_settling(std::size_t pages) {
+  options_guard guard;
+  const std::uint32_t slice = guard.saved().debt_slice;
+  // Large blocks (one span each, one touched OS page) make debt that sits in the inbox
+  // ahead of the pages below: each slow path pays `slice` units of it. Containers are
+  // reserved and threads started outside the zone's scopes: with the override linked,
+  // their memory would otherwise come from the zone.
+  std::vector<void *> ahead(2 * pages * slice + 16);
+  std::vector<void *> blocks(pages * pattern_per_page); // page i: blocks[i*per_page, ...)
+  ramalloc::heap zone;
+  {
+    ramalloc::heap_scope scope(zone);
+    for (void *&p : ahead)
+      p = ramalloc::acquire(300 * KiB);
+    for (void *&p : blocks)
+      p = ramalloc::acquire(pattern_size);
+  }
+  std::thread([&] {
+    for (void *p : ahead)
+      ramalloc::discard(p);
+    for (std::size_t i = 0; i < pages; ++i)
+      ramalloc::discard(blocks[i * pattern_per_page + 1]);
+  }).join();
+  std::uint64_t steps = 0;
+  {
+    ramalloc::heap_scope scope(zone);
+    // Each page gets one local block back, so each becomes the front page in turn: the
+    // slow path then takes its remote list (one block) while its inbox entry waits.
+    for (std::size_t i = 0; i < pages; ++i)
+      ramalloc::discard(blocks[i * pattern_per_page]);
+    for (std::size_t i = 0; i < 2 * pages; ++i)
+      blocks[i % pages * pattern_per_page + i / pages] = ramalloc::acquire(pattern_size);
+    while (zone.reclaim(1'000'000) != 0) {
+    }
+    ramalloc::reset_max_steps();
+    void *probe_block = ramalloc::acquire(pattern_size);
+    steps = ramalloc::max_steps().max_acquire_steps;
+    ramalloc::discard(probe_block);
+  }
+  zone.release_all();
+  return steps;
+}
+
+/// Reuse of idle pages (issue 8, item 2): every page of one class emptied while it was
+/// the current page (so it joined the idle list), then filled again (its idle entry is
+/// now stale). Returns the maximum steps of one acquire slow path that pays a purge step.
+[[maybe_unused]] std::uint64_t stale_idle_entries(std::size_t pages) {
+  options_guard guard;
+  ramalloc::options o = guard.saved();
+  o.auto_purge = false; // build the pattern without any purge step
+  ramalloc::set_options(o);
+  ramalloc::heap zone;
+  ramalloc::heap_scope scope(zone);
+  for (std::size_t i = 0; i < pages; ++i) {
+    void *t = ramalloc::acquire(pattern_size); // a fresh page becomes current
+    ramalloc::discard(t);                      // empty again: it joins the idle list
+    for (std::size_t j = 0; j < pattern_per_page; ++j)
+      ramalloc::acquire(pattern_size); // refilled: the idle entry is stale
+  }
+  o.auto_purge = true;
+  o.purge_delay_ms = 0;
+  ramalloc::set_options(o);
+  ramalloc::reset_max_steps();
+  void *probe_block = ramalloc::acquire(pattern_size); // the last page is full: slow path
+  const std::uint64_t steps = ramalloc::max_steps().max_acquire_steps;
+  ramalloc::discard(probe_block);
+  zone.release_all();
+  return steps;
+}
+
+} // namespace
+
+TEST(BoundedSteps, PayingDebtNeverLinesUpExhaustedPagesForAcquire) {
+#ifndef RAMALLOC_DEBUG
+  GTEST_SKIP() << "the loop-step counters exist only in Debug builds (RAMALLOC_DEBUG)";
+#else
+  const std::uint64_t thousand = exhausted_pages_after_settling(pages_for(1'000));
+  const std::uint64_t million = exhausted_pages_after_settling(pages_for(1'000'000));
+  std::printf("acquire after paying debt: %llu steps (10^3 live), %llu steps (10^6 live)\n",
+              static_cast<unsigned long long>(thousand), static_cast<unsigned long long>(million));
+  EXPECT_EQ(million, thousand);
+#endif
+}
+
+TEST(BoundedSteps, StaleIdleEntriesNeverMakeAPurgeStepLonger) {
+#ifndef RAMALLOC_DEBUG
+  GTEST_SKIP() << "the loop-step counters exist only in Debug builds (RAMALLOC_DEBUG)";
+#else
+  const std::uint64_t thousand = stale_idle_entries(pages_for(1'000));
+  const std::uint64_t million = stale_idle_entries(pages_for(1'000'000));
+  std::printf("acquire paying a purge step: %llu steps (10^3 live), %llu steps (10^6 live)\n",
+              static_cast<unsigned long long>(thousand), static_cast<unsigned long long>(million));
+  EXPECT_EQ(million, thousand);
+#endif
+}

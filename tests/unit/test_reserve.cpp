@@ -1,5 +1,7 @@
-// RAMALLOC_RESERVE: bytes each heap pre-faults on first use and never purges below, so
-// the hot path takes no page fault while the working set fits in the reserve.
+// RAMALLOC_RESERVE: bytes each heap pre-faults and never purges below, so the hot path
+// takes no page fault while the working set fits in the reserve. Pre-faulting is debt:
+// never done inside an allocation, paid a purge_budget at a time by reclaim steps, all
+// at once by flush and by the heap constructor.
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -33,7 +35,9 @@ TEST(Reserve, AllocationsInsideTheReserveTakeNoPageFault) {
     blocks.reserve(100000);
     std::fill_n(std::back_inserter(blocks), 100000, nullptr); // touch the vector first
     blocks.clear();
-    ramalloc::discard(ramalloc::acquire(64)); // binds the heap: the reserve is faulted in
+    ramalloc::discard(ramalloc::acquire(64)); // binds the heap: the reserve is owed
+    while (ramalloc::reclaim(16) != 0) {       // the owner's loop pays it
+    }
     const long before = minor_faults_of_this_thread();
     for (int i = 0; i < 100000; ++i) { // 6.4 MB of 64-byte blocks, written
       auto *p = static_cast<char *>(ramalloc::acquire(64));
@@ -69,4 +73,50 @@ TEST(Reserve, FlushKeepsTheReserveResidentAndReturnsTheRest) {
     EXPECT_LE(after, start + 32 * MiB + 8 * MiB) << "more than the reserve stayed resident";
   });
   worker.join();
+}
+
+TEST(Reserve, PrefaultingIsDebtPaidByReclaimStepsNeverByAnAllocation) {
+  ramalloc::options o = ramalloc::get_options();
+  o.reserve = 512 * MiB; // the largest reserve the option allows
+  ramalloc::set_options(o);
+  std::uint64_t first_acquire_steps = 0;
+  std::size_t committed_after_acquire = 0, owed_after_acquire = 0, largest_step = 0;
+  std::size_t committed_paid = 0, steps = 0;
+  std::thread worker([&] {
+    ramalloc::reset_max_steps();
+    void *p = ramalloc::acquire(64); // a new heap: the reserve becomes debt
+    first_acquire_steps = ramalloc::max_steps().max_acquire_steps;
+    ramalloc::heap &h = ramalloc::current_heap();
+    committed_after_acquire = h.get_stats().committed_bytes;
+    owed_after_acquire = h.get_stats().pending_debt;
+    std::size_t before = committed_after_acquire;
+    while (ramalloc::reclaim(1) != 0 && steps < 100'000) { // one unit per call
+      const std::size_t now = h.get_stats().committed_bytes;
+      largest_step = std::max(largest_step, now - before);
+      before = now;
+      ++steps;
+    }
+    committed_paid = h.get_stats().committed_bytes;
+    ramalloc::discard(p);
+  });
+  worker.join();
+  // The first acquire neither faulted 512 MiB in nor filled a 8192-slice span table.
+  EXPECT_LT(committed_after_acquire, 4 * MiB);
+  EXPECT_GT(owed_after_acquire, 0u) << "the reserve is debt: pending_debt counts it";
+#ifdef RAMALLOC_DEBUG
+  EXPECT_LT(first_acquire_steps, 200u) << "the first acquire did the reserve's work";
+#endif
+  // Each reclaim unit pre-faults at most purge_budget bytes; together they pay it all.
+  EXPECT_LE(largest_step, o.purge_budget);
+  EXPECT_GE(committed_paid, 512 * MiB);
+  EXPECT_GE(steps, 512 * MiB / o.purge_budget);
+}
+
+TEST(Reserve, AHeapMadeWithTheConstructorHasItsReserveResidentAtOnce) {
+  ramalloc::options o = ramalloc::get_options();
+  o.reserve = 8 * MiB;
+  ramalloc::set_options(o);
+  ramalloc::heap zone; // not an allocation: the constructor may pay the reserve whole
+  EXPECT_GE(zone.get_stats().committed_bytes, 8 * MiB);
+  EXPECT_EQ(zone.get_stats().pending_debt, 0u);
 }

@@ -22,7 +22,8 @@ void clear_max_steps() noexcept;
 void *acquire(std::size_t size) noexcept {
   steps_begin();
   heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_native(h, size) : (errno = ENOMEM, nullptr);
+  void *p = h != nullptr ? alloc_native(h, size)
+                         : alloc_unbound([=](heap_state *u) { return alloc_native(u, size); });
   steps_end_acquire();
   return p;
 }
@@ -34,7 +35,9 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
   }
   steps_begin();
   heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_aligned(h, size, align) : (errno = ENOMEM, nullptr);
+  void *p = h != nullptr
+                ? alloc_aligned(h, size, align)
+                : alloc_unbound([=](heap_state *u) { return alloc_aligned(u, size, align); });
   steps_end_acquire();
   return p;
 }
@@ -152,6 +155,7 @@ bool set_option(const char *name, const char *value) noexcept {
 heap::heap() : state_(heap_create()), owned_(true) {
   if (state_ == nullptr)
     throw std::bad_alloc();
+  heap_pay_reserve(state_); // set-up, not an allocation: the reserve is resident at once
 }
 
 heap::heap(void *buffer, std::size_t size)
@@ -215,7 +219,9 @@ heap_scope::~heap_scope() {
 }
 
 heap &current_heap() noexcept {
-  heap_state *h = current_state();
+  // A heap that lasts: during thread teardown too (it is then handed off by the next
+  // key-destructor round, if the C library runs one).
+  heap_state *h = t_current != nullptr ? t_current : bind_thread(/*even_after_exit=*/true);
   RAMALLOC_CHECK(h != nullptr, "out of memory creating the thread's heap");
   return heap_access::handle(h);
 }

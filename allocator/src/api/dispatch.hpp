@@ -50,6 +50,24 @@ inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) n
   return alloc_big(h, size, align < slice_size ? slice_size : align);
 }
 
+/// An allocation for a thread that has no heap and cannot be given one: out of memory
+/// (NULL, ENOMEM), or past its exit hook (a later pthread-key destructor allocates),
+/// where a heap bound now might never be handed off. Then the block comes from a thread
+/// heap adopted for this one allocation and handed straight back (O(1): two stack
+/// operations), so nothing outlives the thread unseen and heaps are reused, not
+/// multiplied; the block is freed like any other.
+template <typename Allocate>
+RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
+  heap_state *h = thread_exited() ? adopt_for_one_allocation() : nullptr;
+  if (h == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void *p = allocate(h);
+  heap_release(h, /*drain=*/false);
+  return p;
+}
+
 /// Reports a free that heap_free rejected (and counts it).
 RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept {
   count_invalid_free();
@@ -93,7 +111,9 @@ RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
 RAMALLOC_FAST_PATH void *malloc_counted(std::size_t size) noexcept {
   steps_begin();
   heap_state *h = current_state();
-  void *p = RAMALLOC_LIKELY(h != nullptr) ? alloc_malloc(h, size) : (errno = ENOMEM, nullptr);
+  void *p = RAMALLOC_LIKELY(h != nullptr)
+                ? alloc_malloc(h, size)
+                : alloc_unbound([=](heap_state *u) { return alloc_malloc(u, size); });
   steps_end_acquire();
   return p;
 }
@@ -107,8 +127,9 @@ inline void *aligned_counted(std::size_t align, std::size_t size) noexcept {
   }
   steps_begin();
   heap_state *h = current_state();
-  void *p =
-      h != nullptr ? alloc_aligned(h, size, align < 16 ? 16 : align) : (errno = ENOMEM, nullptr);
+  const std::size_t a = align < 16 ? 16 : align;
+  void *p = h != nullptr ? alloc_aligned(h, size, a)
+                         : alloc_unbound([=](heap_state *u) { return alloc_aligned(u, size, a); });
   steps_end_acquire();
   return p;
 }

@@ -23,18 +23,32 @@ constinit tagged_stack<heap_state, &heap_state::stack_next> g_pool{};
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphans{};
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphaned_user_heaps{};
 constinit std::atomic<heap_state *> g_all_heaps{nullptr};
-constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_orphan_count{0}, g_adopted{0};
+constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_adopted{0};
+// g_orphans_waiting (mem/heap.cpp) counts the orphans on both stacks.
 constinit std::atomic<std::uint64_t> g_invalid_frees{0};
+
+// When a thread last handed its heap off at exit (see service_on_slow_path).
+constinit std::atomic<std::uint64_t> g_last_thread_orphan_ms{0};
 
 constinit pthread_key_t g_thread_key{};
 constinit pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
+// Set once this thread's exit hook has handed its heap off. The C library runs key
+// destructors in rounds (at most PTHREAD_DESTRUCTOR_ITERATIONS) and stops after a round
+// in which no destructor set a value again, so a heap bound after the hook ran would be
+// handed off only if another round followed: in the last round, never. So a thread past
+// its hook never binds a heap again; its allocations adopt a heap for one allocation
+// and hand it straight back (alloc_unbound).
+constinit thread_local bool t_exited __attribute__((tls_model("initial-exec"))) = false;
+
 /// pthread key destructor: the thread is exiting. O(1): no page is walked; the heap is
-/// orphaned (or pooled if empty) and drained later by other threads' reclaim steps.
+/// orphaned (or pooled if empty) and drained later by other threads' steps.
 void on_thread_exit(void *value) noexcept {
   auto *h = static_cast<heap_state *>(value);
+  t_exited = true;
   if (t_current == h)
     t_current = nullptr;
+  g_last_thread_orphan_ms.store(now_ms(), std::memory_order_relaxed);
   heap_release(h, /*drain=*/false);
 }
 
@@ -76,12 +90,14 @@ void drop_static_region(heap_state *h) noexcept {
   h->static_region = nullptr;
   h->reserved.sub(r->map_size);
   h->committed.sub(r->map_size);
-  h->reserve_done = false;
 }
+
+std::size_t service_on_slow_path(std::size_t budget) noexcept;
 
 void orphan(heap_state *h) noexcept {
   h->status.store(heap_status::orphaned, std::memory_order_relaxed);
-  g_orphan_count.fetch_add(1, std::memory_order_relaxed);
+  g_orphan_service.store(&service_on_slow_path, std::memory_order_release);
+  g_orphans_waiting.fetch_add(1, std::memory_order_relaxed);
   (h->thread_heap ? g_orphans : g_orphaned_user_heaps).push(h);
 }
 
@@ -94,7 +110,7 @@ heap_state *take_orphan() noexcept {
   if (o == nullptr)
     o = user_first ? g_orphans.pop() : g_orphaned_user_heaps.pop();
   if (o != nullptr)
-    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
   return o;
 }
 
@@ -130,16 +146,36 @@ heap_state *heap_create(bool without_memory) noexcept {
   }
   h->status.store(heap_status::owned, std::memory_order_relaxed);
   h->thread_heap = false;
+  heap_owe_reserve(h); // paid by reclaim steps, never inside an acquire
   g_heaps_live.fetch_add(1, std::memory_order_relaxed);
   return h;
 }
 
-heap_state *bind_thread() noexcept {
+bool thread_exited() noexcept {
+  return t_exited;
+}
+
+heap_state *adopt_for_one_allocation() noexcept {
+  heap_state *h = g_orphans.pop();
+  if (h != nullptr) {
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
+    h->status.store(heap_status::owned, std::memory_order_relaxed);
+    return h;
+  }
+  h = heap_create();
+  if (h != nullptr)
+    h->thread_heap = true; // an orphan like any exited thread's: the next one adopts it
+  return h;
+}
+
+heap_state *bind_thread(bool even_after_exit) noexcept {
+  if (t_exited && !even_after_exit)
+    return nullptr; // nothing might hand a heap bound now off: see alloc_unbound
   load_options_once();
   pthread_once(&g_key_once, create_key);
   heap_state *h = g_orphans.pop();
   if (h != nullptr) {
-    g_orphan_count.fetch_sub(1, std::memory_order_relaxed);
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
     g_adopted.fetch_add(1, std::memory_order_relaxed);
     h->status.store(heap_status::owned, std::memory_order_relaxed);
   } else {
@@ -164,12 +200,11 @@ void heap_release(heap_state *h, bool drain) noexcept {
   orphan(h);
 }
 
-std::size_t service_orphans(std::size_t budget) noexcept {
-  if (budget == 0)
-    return 0;
-  heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
-  if (o == nullptr)
-    return 0;
+namespace {
+
+/// Pays at most `budget` units of orphan `o`'s debt (taken off its stack: exclusive),
+/// then retires it if drained or puts it back.
+std::size_t service_one(heap_state *o, std::size_t budget) noexcept {
   std::size_t spent = 0;
   heap_reclaim(o, budget, &spent);
   o->orphans_serviced.add(1);
@@ -178,6 +213,34 @@ std::size_t service_orphans(std::size_t budget) noexcept {
   else
     orphan(o);
   return spent;
+}
+
+/// The slow paths' share (g_orphan_service): a thread heap orphaned moments ago is about
+/// to be adopted by a thread that is starting (the cheapest drain of all); popping it
+/// from under that thread would make it create a heap of its own. So slow paths leave
+/// thread orphans alone until no thread has exited for purge_delay; heaps made with the
+/// `heap` class are never adopted and are serviced at once.
+std::size_t service_on_slow_path(std::size_t budget) noexcept {
+  heap_state *o = g_orphaned_user_heaps.pop();
+  if (o == nullptr) {
+    const std::uint64_t quiet = now_ms() - g_last_thread_orphan_ms.load(std::memory_order_relaxed);
+    if (quiet < g_options.purge_delay_ms.load(std::memory_order_relaxed))
+      return 0;
+    o = g_orphans.pop();
+    if (o == nullptr)
+      return 0;
+  }
+  g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
+  return service_one(o, budget);
+}
+
+} // namespace
+
+std::size_t service_orphans(std::size_t budget) noexcept {
+  if (budget == 0)
+    return 0;
+  heap_state *o = take_orphan(); // exclusive: ours until it goes back on a stack
+  return o == nullptr ? 0 : service_one(o, budget);
 }
 
 void flush_orphans() noexcept {
@@ -203,7 +266,7 @@ void global_stats(ram_stats *out) noexcept {
   for (heap_state *h = g_all_heaps.load(std::memory_order_acquire); h != nullptr; h = h->all_next)
     heap_stats(h, out);
   out->heaps_live = g_heaps_live.load(std::memory_order_relaxed);
-  out->heaps_orphaned = g_orphan_count.load(std::memory_order_relaxed);
+  out->heaps_orphaned = g_orphans_waiting.load(std::memory_order_relaxed);
   out->orphans_adopted = g_adopted.load(std::memory_order_relaxed);
   out->invalid_frees = g_invalid_frees.load(std::memory_order_relaxed);
 }

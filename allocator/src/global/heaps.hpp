@@ -13,8 +13,17 @@ namespace ramalloc::detail {
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
 /// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
-/// memory. Called when t_current is null.
-RAMALLOC_SLOW_PATH heap_state *bind_thread() noexcept;
+/// memory, or when the thread's exit hook already handed its heap off (thread_exited)
+/// unless `even_after_exit` (current_heap(), which must return a heap that lasts).
+/// Called when t_current is null.
+RAMALLOC_SLOW_PATH heap_state *bind_thread(bool even_after_exit = false) noexcept;
+
+/// The calling thread is exiting and its exit hook has handed its heap off: a heap bound
+/// now might never be handed off, so allocations adopt one for a single allocation.
+bool thread_exited() noexcept;
+/// A thread heap owned by the caller for one allocation (an orphan adopted, else a new
+/// one); the caller hands it back with heap_release. nullptr when out of memory. O(1).
+heap_state *adopt_for_one_allocation() noexcept;
 
 RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
   heap_state *h = t_current;

@@ -12,6 +12,8 @@ namespace ramalloc::detail {
 
 constinit page g_empty_page{};
 constinit std::atomic<std::uint64_t> g_canary_key{0x5bd1e9955bd1e995ull};
+constinit std::atomic<std::uint64_t> g_orphans_waiting{0};
+constinit std::atomic<orphan_service_fn> g_orphan_service{nullptr};
 
 namespace {
 
@@ -53,7 +55,7 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
   pg->used = 0;
-  pg->bump = 0;
+  pg->bump.store(0, std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
@@ -88,8 +90,6 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   if (slices == 1 && !h->cache.empty()) {
     pg = h->cache.pop_back(); // the most recently used page is the warmest
   } else {
-    if (!h->reserve_done)
-      reserve_prefault(h);
     pg = span_alloc(h, slices, 1);
     if (pg == nullptr)
       return nullptr;
@@ -105,10 +105,11 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
 void extend_page(page *pg) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
-  std::uint32_t n = cap - pg->bump;
+  const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
+  std::uint32_t n = cap - bump;
   if (n > extend_count(bs))
     n = extend_count(bs);
-  const std::uint32_t first = pg->bump * bs;
+  const std::uint32_t first = bump * bs;
   std::uint32_t off = first;
   for (std::uint32_t i = 1; i < n; ++i) {
     count_step();
@@ -119,7 +120,7 @@ void extend_page(page *pg) noexcept {
   const std::uint32_t end = nil_offset;
   __builtin_memcpy(pg->start + off, &end, sizeof end);
   pg->free_head = first;
-  pg->bump += n;
+  pg->bump.store(bump + n, std::memory_order_relaxed);
 }
 
 /// Takes the page's remote list (keeping its "queued" bit): O(1) whatever its length.
@@ -148,7 +149,7 @@ bool refill(heap_state *h, page *pg) noexcept {
     pg->free_head = r;
     return true;
   }
-  if (pg->bump < pg->capacity.load(std::memory_order_relaxed)) {
+  if (pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed)) {
     extend_page(pg);
     return true;
   }
@@ -185,6 +186,12 @@ void large_release(heap_state *h, page *pg) noexcept {
   span_free(h, pg, false);
 }
 
+/// Whether a page has a block to hand out without taking its remote list.
+bool has_free_block(const page *pg) noexcept {
+  return pg->free_head != nil_offset || pg->local_free_head != nil_offset ||
+         pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed);
+}
+
 /// Pays one unit: a page popped from the inbox.
 void settle_inbox_page(heap_state *h, page *pg) noexcept {
   h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
@@ -216,8 +223,14 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
     // in O(1) whether every block of the page is now free.
     const std::uint64_t w = pg->remote.fetch_and(~remote_word::queued, std::memory_order_acq_rel);
     const std::uint32_t n = remote_word::count(w);
-    if (n == pg->used) { // nothing live: no further free can arrive
+    if (n == pg->used) {
+      // Nothing live, so no further free can arrive: every block is free, wherever its
+      // link is. Rather than splice three lists (a walk), start the page over: lazy
+      // extension hands its blocks out again from the first. O(1).
       pg->remote.store(remote_word::empty, std::memory_order_relaxed);
+      pg->free_head = nil_offset;
+      pg->local_free_head = nil_offset;
+      pg->bump.store(0, std::memory_order_relaxed);
       pg->used = 0;
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
@@ -225,26 +238,32 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
   }
   if (pg->used == 0) {
     page_now_empty(h, pg);
-  } else if (!pg->in_avail) {
+  } else if (!pg->in_avail && has_free_block(pg)) {
+    // Only a page with a block to give goes back: a page whose remote list an earlier
+    // refill took (its entry was still queued) may have run out since, and an empty
+    // entry in the available list would cost the slow path a turn. A page left out
+    // comes back with its next local free (heap_unfull) or remote free (requeued: the
+    // exchange above cleared "queued").
     avail_push_back(h, pg);
   }
 }
 
-/// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
-/// Unlinks idle-list entries whose page was used again (the fast path cannot unlink
-/// them). At most one entry per size class, so this is bounded by class_count.
-void drop_reused_idle(heap_state *h) noexcept {
-  while (page *i = h->idle.front()) {
-    if (i->used == 0)
-      return;
-    h->idle.pop_front();
-    i->in_idle = false;
-  }
+/// The idle list's front entry, if it is stale: its page was used again after it joined
+/// (the fast path cannot unlink it). Dropping one stale entry is one unit of work, like
+/// any other purge step, so a long run of them never lengthens one step.
+page *stale_idle_front(heap_state *h) noexcept {
+  page *i = h->idle.front();
+  return i != nullptr && i->used != 0 ? i : nullptr;
 }
 
+/// One unit of purge work if any is due; `bytes_left` is this step's purge budget.
 bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexcept {
+  if (page *stale = stale_idle_front(h)) {
+    h->idle.pop_front();
+    stale->in_idle = false;
+    return true;
+  }
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
-  drop_reused_idle(h);
   page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay) {
     // A current page that stayed empty for purge_delay: its class is idle, retire it.
@@ -270,8 +289,16 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
   return done != 0;
 }
 
+/// Reclaim units the reserve still owes: one per purge_budget bytes.
+std::size_t reserve_units(const heap_state *h) noexcept {
+  const std::uint64_t owed = h->reserve_owed.load(std::memory_order_relaxed);
+  const std::uint64_t unit = g_options.purge_budget.load(std::memory_order_relaxed);
+  return owed == 0 ? 0 : static_cast<std::size_t>((owed + unit - 1) / unit);
+}
+
 bool purge_due(heap_state *h, std::uint64_t now) noexcept {
-  drop_reused_idle(h);
+  if (stale_idle_front(h) != nullptr)
+    return true;
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
   const page *i = h->idle.front();
   if (i != nullptr && now - i->freed_at_ms >= delay)
@@ -282,6 +309,16 @@ bool purge_due(heap_state *h, std::uint64_t now) noexcept {
   const page *d = h->dirty_fifo.front();
   return d != nullptr && now - d->freed_at_ms >= delay &&
          h->committed.get() > g_options.reserve.load(std::memory_order_relaxed);
+}
+
+/// Back-pressure for orphans: a slow path that finds orphaned heaps waiting pays at most
+/// `debt_slice` units of their debt (one orphan, popped exclusively). Bounded like the
+/// heap's own slice; an owner that reclaims from its loop pays orphans there instead.
+void pay_orphan_slice() noexcept {
+  if (g_orphans_waiting.load(std::memory_order_relaxed) == 0)
+    return;
+  if (orphan_service_fn service = g_orphan_service.load(std::memory_order_acquire))
+    service(g_options.debt_slice.load(std::memory_order_relaxed));
 }
 
 /// Auto purge: a heap whose owner has not called reclaim for purge_delay pays one purge
@@ -320,9 +357,11 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       settle_inbox_page(h, pg);
     }
   }
+  pay_orphan_slice();
   maybe_auto_purge(h);
   // At most three turns: the front page may be exhausted, every other page in the
-  // available list has a free block by construction, and a fresh page always has one.
+  // available list has a free block by construction (pages join it only with one: see
+  // settle_inbox_page), and a fresh page always has one.
   for (;;) {
     count_step();
     page *pg = h->avail[cls].front();
@@ -341,8 +380,6 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
 void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept {
   const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
   const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
-  if (!h->reserve_done)
-    reserve_prefault(h);
   page *pg = span_alloc(h, n, align_slices);
   if (pg == nullptr) {
     errno = ENOMEM;
@@ -355,7 +392,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexc
   pg->div_magic.store(0, std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
-  pg->bump = 1;
+  pg->bump.store(1, std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
@@ -395,6 +432,10 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
   if ((w & remote_word::queued) == 0) { // first free since the owner last looked
     owner->inbox_count.fetch_add(1, std::memory_order_relaxed);
     owner->inbox.push(pg);
+    // Nobody owns an orphan: the thread that made it new debt pays a slice of orphans'
+    // debt, so a program that only frees an exited thread's blocks still converges.
+    if (owner->status.load(std::memory_order_relaxed) == heap_status::orphaned)
+      pay_orphan_slice();
   }
 }
 
@@ -438,6 +479,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
       settle_inbox_page(h, pg);
       continue;
     }
+    if (h->reserve_owed.load(std::memory_order_relaxed) != 0 && reserve_step(h, bytes_left) != 0)
+      continue;
     if (!purge_step(h, now, bytes_left))
       break;
   }
@@ -447,12 +490,26 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
 }
 
 std::size_t heap_pending(heap_state *h) noexcept {
-  return h->inbox_count.load(std::memory_order_relaxed) + (purge_due(h, now_ms()) ? 1 : 0);
+  return h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h) +
+         (purge_due(h, now_ms()) ? 1 : 0);
+}
+
+void heap_owe_reserve(heap_state *h) noexcept {
+  const std::uint64_t want = g_options.reserve.load(std::memory_order_relaxed);
+  const std::uint64_t held = h->committed.get();
+  h->reserve_owed.store(h->static_region != nullptr || held >= want ? 0 : want - held,
+                        std::memory_order_relaxed);
+}
+
+void heap_pay_reserve(heap_state *h) noexcept {
+  while (reserve_step(h, h->reserve_owed.load(std::memory_order_relaxed)) != 0) {
+  }
 }
 
 void heap_flush(heap_state *h) noexcept {
   while (page *pg = h->inbox.pop())
     settle_inbox_page(h, pg);
+  heap_pay_reserve(h);
   // Pages the owner still holds: take their remote lists and retire the empty ones.
   for (unsigned cls = 0; cls < class_count; ++cls) {
     page *pg = h->avail[cls].front();
@@ -512,7 +569,7 @@ std::size_t heap_release_all(heap_state *h) noexcept {
   for (auto &c : h->class_live)
     c.v.store(0, std::memory_order_relaxed);
   h->large_live_bytes.v.store(0, std::memory_order_relaxed);
-  h->reserve_done = h->static_region != nullptr; // the reserve was purged with the rest
+  heap_owe_reserve(h); // the reserve was purged with the rest
   return spans;
 }
 
@@ -532,7 +589,7 @@ void heap_stats(const heap_state *h, ram_stats *out) noexcept {
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
   out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed);
+  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h);
   out->remote_frees += h->remote_frees.get();
   out->pages_purged += h->pages_purged.get();
   out->bytes_purged += h->bytes_purged.get();

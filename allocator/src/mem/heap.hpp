@@ -68,7 +68,10 @@ struct heap_state {
   std::atomic<heap_status> status{heap_status::pooled};
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
-  bool reserve_done = false;
+  // Bytes of RAMALLOC_RESERVE still to pre-fault: debt, paid a purge_budget at a time by
+  // reclaim steps (all at once by flush and by the heap constructor), never by acquire.
+  // Owner-written, read by stats from any thread.
+  std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
   bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
@@ -152,12 +155,13 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   auto *p = static_cast<std::byte *>(ptr);
   // Only relaxed atomics are read before the block is known to be live: a wild pointer
   // may race with the owner reformatting the page. A large span has div_magic 0, so any
-  // offset but 0 fails the start check below.
+  // offset but 0 fails the start check below. A block at or past the bump index was
+  // never handed out (bump <= capacity, so this also bounds the index).
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t idx = pg->block_index(off);
   if (RAMALLOC_UNLIKELY(idx * bs != off))
     return free_result::interior;
-  if (RAMALLOC_UNLIKELY(idx >= pg->capacity.load(std::memory_order_relaxed)))
+  if (RAMALLOC_UNLIKELY(idx >= pg->bump.load(std::memory_order_relaxed)))
     return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     std::uint32_t seen;
@@ -212,6 +216,14 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
                           h * static_cast<std::uint32_t>(slice_size));
 }
 
+/// Orphaned heaps waiting to be drained (kept by global/heaps.cpp), and the function that
+/// services them, installed by that layer (the memory layer cannot name the orphan pool).
+/// Slow paths pay a `debt_slice` of orphans' debt through it, so a program that never
+/// calls reclaim still gets an exited thread's memory back.
+extern std::atomic<std::uint64_t> g_orphans_waiting;
+using orphan_service_fn = std::size_t (*)(std::size_t budget) noexcept;
+extern std::atomic<orphan_service_fn> g_orphan_service;
+
 /// Huge region descriptors come from a pool in metadata memory (never unmapped).
 region *huge_region_new() noexcept;
 void huge_region_recycle(region *r) noexcept;
@@ -221,6 +233,11 @@ void huge_region_recycle(region *r) noexcept;
 std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent = nullptr) noexcept;
 /// Pays everything and returns every free span policy allows. Unbounded.
 void heap_flush(heap_state *h) noexcept;
+/// Sets the reserve the heap owes from the options (minus what it already holds
+/// resident), for a heap that starts a new life (created, pooled again, released).
+void heap_owe_reserve(heap_state *h) noexcept;
+/// Pre-faults all of the reserve the heap owes now. O(reserve): for explicit set-up only.
+void heap_pay_reserve(heap_state *h) noexcept;
 /// Debt units payable now.
 std::size_t heap_pending(heap_state *h) noexcept;
 /// Live blocks according to the heap's counters (remote frees not yet taken count as live).

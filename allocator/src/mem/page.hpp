@@ -54,7 +54,10 @@ struct alignas(64) page {
   std::uint32_t free_head = nil_offset;       // blocks ready to hand out
   std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
   std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
-  std::uint32_t bump = 0;                     // index of the first never-used block
+  // Index of the first never-used block: written by the owner only, read by any free
+  // (relaxed: a block reaches its freeing thread only after it was handed out, through
+  // some synchronisation that also orders the bump store that made it).
+  std::atomic<std::uint32_t> bump{0};
   // --- read by query/discard from any thread: relaxed atomics ---
   std::atomic<std::uint32_t> block_size{0};
   std::atomic<std::uint32_t> capacity{0}; // blocks in the page

@@ -4,7 +4,8 @@
 // allocation) whose header holds a `slice_head` index and a page descriptor per 64 KiB
 // slice. The page map's first level is a static array indexed by `address >> 30`; the
 // second level is the region's own tables. Every step is range-checked, so mapping any
-// pointer value costs two dependent loads and never reads memory we did not map.
+// pointer value costs three dependent loads (page-map entry, slice head, descriptor) and
+// never reads memory we did not map.
 #pragma once
 
 #include <atomic>

@@ -78,25 +78,32 @@ bool grow(heap_state *h) noexcept {
 
 } // namespace
 
-void reserve_prefault(heap_state *h) noexcept {
-  h->reserve_done = true;
-  const std::uint64_t want = g_options.reserve.load(std::memory_order_relaxed);
-  if (want == 0)
-    return;
-  const auto n = static_cast<std::uint32_t>((want + slice_size - 1) / slice_size);
-  page *pg = span_alloc(h, n, 1);
-  if (pg == nullptr)
-    return;
-  os_pages::prefault(pg->start, std::size_t{n} * slice_size);
-  pg->state.store(page_state::in_use, std::memory_order_relaxed);
-  span_free(h, pg, /*purged=*/false);
+std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
+  const std::uint64_t owed = h->reserve_owed.load(std::memory_order_relaxed);
+  if (owed == 0)
+    return 0;
+  const std::uint64_t want = owed < max_bytes ? owed : max_bytes;
+  std::uint32_t n = static_cast<std::uint32_t>((want + slice_size - 1) / slice_size);
+  if (n > slices_per_region / 2)
+    n = slices_per_region / 2; // the reserve option is at most 512 MiB anyway
+  page *pg = span_alloc(h, n, 1, /*clean_only=*/true);
+  if (pg == nullptr) {
+    h->reserve_owed.store(0, std::memory_order_relaxed); // out of memory: the reserve is best effort
+    return 0;
+  }
+  const std::size_t bytes = std::size_t{n} * slice_size;
+  os_pages::prefault(pg->start, bytes);
+  span_free(h, pg, /*purged=*/false); // resident now: a dirty span, first in line for use
+  h->reserve_owed.store(owed > bytes ? owed - bytes : 0, std::memory_order_relaxed);
+  return bytes;
 }
 
-page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept {
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
+                 bool clean_only) noexcept {
   const std::uint32_t need = n + align_slices - 1;
   if (need > slices_per_region)
     return nullptr;
-  page *s = h->dirty_bins.take(need);
+  page *s = clean_only ? nullptr : h->dirty_bins.take(need);
   bool clean = false;
   if (s == nullptr) {
     s = h->clean_bins.take(need);
@@ -292,7 +299,7 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
   h->regions.push_back(r);
   h->reserved.add(r->map_size);
   h->committed.add(r->map_size);
-  h->reserve_done = true;
+  h->reserve_owed.store(0, std::memory_order_relaxed); // a static buffer is the caller's memory: nothing to pre-fault
   insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
   return nullptr;
 }

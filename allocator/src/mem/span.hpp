@@ -6,8 +6,10 @@
 namespace ramalloc::detail {
 
 /// A span of `n` slices whose start is aligned to `align_slices` slices, state in_use;
-/// nullptr when the heap cannot grow. Dirty (resident) spans are preferred.
-page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept;
+/// nullptr when the heap cannot grow. Dirty (resident) spans are preferred, unless
+/// `clean_only` (the reserve pre-faults memory that is not resident yet).
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
+                 bool clean_only = false) noexcept;
 /// Returns an in-use span (or cached page) to the free bins, coalescing with neighbours.
 /// `purged`: its memory was just given back to the OS. Returns the merged span's head.
 page *span_free(heap_state *h, page *pg, bool purged) noexcept;
@@ -18,7 +20,9 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept;
 /// (OS regions) without visiting blocks. The caller has already forgotten every list that
 /// held the region's pages. O(spans of the region). Returns the spans visited.
 std::size_t span_reset_region(heap_state *h, region *r) noexcept;
-/// Pre-faults RAMALLOC_RESERVE bytes for a heap's first use.
-void reserve_prefault(heap_state *h) noexcept;
+/// Pre-faults at most `max_bytes` (at least one slice) of the reserve `h` owes, from
+/// memory not resident yet; returns the bytes it pre-faulted (0: nothing owed, or no
+/// memory). O(max_bytes / 64 KiB) plus one madvise/touch of that range.
+std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept;
 
 } // namespace ramalloc::detail

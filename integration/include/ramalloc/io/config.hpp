@@ -5,7 +5,8 @@
 // ramalloc::io CMake target defines ASIO_STANDALONE for its users; a program that
 // includes the headers without the target must define it itself, before any Asio header.
 #if !defined(ASIO_STANDALONE)
-#error "ramalloc::io needs standalone Asio: define ASIO_STANDALONE (the ramalloc::io CMake target does)"
+#error                                                                                             \
+    "ramalloc::io needs standalone Asio: define ASIO_STANDALONE (the ramalloc::io CMake target does)"
 #endif
 
 #include <asio/version.hpp>

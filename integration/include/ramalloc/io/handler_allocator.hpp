@@ -23,7 +23,8 @@ namespace ramalloc::io {
 /// of them may be freed through any other. Stateless, so it costs nothing to copy.
 ///
 /// Time: allocate/deallocate O(1) (ramalloc::acquire / discard). Thread-safe.
-template <typename T> class handler_allocator {
+template <typename T>
+class handler_allocator {
 public:
   using value_type = T;
   using size_type = std::size_t;
@@ -31,7 +32,8 @@ public:
   using propagate_on_container_move_assignment = std::true_type;
   using is_always_equal = std::true_type;
 
-  template <typename U> struct rebind {
+  template <typename U>
+  struct rebind {
     using other = handler_allocator<U>;
   };
 
@@ -59,7 +61,8 @@ public:
   void deallocate(T *p, std::size_t) noexcept { ramalloc::discard(p); }
 
   template <typename U>
-  friend constexpr bool operator==(const handler_allocator &, const handler_allocator<U> &) noexcept {
+  friend constexpr bool operator==(const handler_allocator &,
+                                   const handler_allocator<U> &) noexcept {
     return true;
   }
 

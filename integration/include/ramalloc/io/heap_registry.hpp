@@ -34,13 +34,14 @@ enum class heap_kind : std::uint8_t {
 /// A snapshot of one heap known to a registry (see heap_registry::heaps()).
 struct heap_info {
   heap_kind kind = heap_kind::worker;
-  std::uint64_t serial = 0;    ///< registration number, unique within the registry
-  const void *id = nullptr;    ///< heap::id(): compare with ramalloc::query(p)->owner
-  ram_stats stats{};           ///< heap::get_stats() (relaxed snapshot)
-  std::uint64_t handlers = 0;  ///< handlers run (worker: by its loop; strand: on the strand)
+  std::uint64_t serial = 0;        ///< registration number, unique within the registry
+  const void *id = nullptr;        ///< heap::id(): compare with ramalloc::query(p)->owner
+  ram_stats stats{};               ///< heap::get_stats() (relaxed snapshot)
+  std::uint64_t handlers = 0;      ///< handlers run (worker: by its loop; strand: on the strand)
   std::uint64_t reclaim_steps = 0; ///< budgeted reclaim steps paid by the kit for this heap
   /// Largest drop of the heap's pending debt the kit saw across one reclaim step (a lower
-  /// bound of what the step paid: frees may arrive during it). Never above the budget.
+  /// bound of what the step paid: frees may arrive during it; workers sample every 8th
+  /// step). Never above the budget.
   std::uint64_t max_step_paid = 0;
   std::uint64_t flushes = 0;       ///< idle (or pressure) flushes
   std::uint64_t service_tasks = 0; ///< strands: reclaim tasks a worker posted while it was quiet

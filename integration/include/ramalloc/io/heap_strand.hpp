@@ -14,20 +14,22 @@
 
 #include <asio/execution.hpp>
 #include <asio/execution_context.hpp>
-#include <asio/query.hpp>
 #include <asio/prefer.hpp>
+#include <asio/query.hpp>
 #include <asio/require.hpp>
 #include <asio/strand.hpp>
 
 namespace ramalloc::io {
 
-template <typename Executor> class heap_strand;
+template <typename Executor>
+class heap_strand;
 
 namespace detail {
 
 /// Where the registry posts a quiet strand's service tasks: a plain asio::strand (not a
 /// heap_strand, which would keep this state alive through itself).
-template <typename Executor> class heap_strand_state_for final : public heap_strand_state {
+template <typename Executor>
+class heap_strand_state_for final : public heap_strand_state {
 public:
   heap_strand_state_for(std::shared_ptr<registry_core> core, const strand_options &opts,
                         asio::strand<Executor> strand)
@@ -44,9 +46,7 @@ private:
       if (state)
         state->service_done();
     }
-    void operator()() {
-      state->service_step(flush);
-    }
+    void operator()() { state->service_step(flush); }
   };
 
   void enqueue_service(std::shared_ptr<heap_strand_state> self, bool flush) override {
@@ -58,15 +58,18 @@ private:
   asio::strand<Executor> strand_;
 };
 
-template <typename Executor> asio::execution_context &context_of(const Executor &ex) {
+template <typename Executor>
+asio::execution_context &context_of(const Executor &ex) {
   if constexpr (asio::can_query<const Executor &, asio::execution::context_t>::value)
     return asio::query(ex, asio::execution::context);
   else
     return ex.context();
 }
 
-template <typename T> struct is_asio_strand : std::false_type {};
-template <typename E> struct is_asio_strand<asio::strand<E>> : std::true_type {};
+template <typename T>
+struct is_asio_strand : std::false_type {};
+template <typename E>
+struct is_asio_strand<asio::strand<E>> : std::true_type {};
 
 } // namespace detail
 
@@ -92,7 +95,8 @@ template <typename E> struct is_asio_strand<asio::strand<E>> : std::true_type {}
 ///
 /// Time: execute is the strand's cost plus O(1); the debt step O(budget). Thread-safety
 /// as asio::strand: a heap_strand object may be used from any thread.
-template <typename Executor> class heap_strand {
+template <typename Executor>
+class heap_strand {
 public:
   using inner_executor_type = Executor;
 
@@ -103,9 +107,10 @@ public:
 
   /// Converting copy (same heap, same strand), when the inner executors convert.
   template <typename Other>
-    requires(!std::is_same_v<Other, Executor> &&
-             std::is_constructible_v<asio::strand<Executor>, const asio::strand<Other> &>)
-  heap_strand(const heap_strand<Other> &other) noexcept // NOLINT: implicit like asio::strand
+  requires(!std::is_same_v<Other, Executor> &&
+           std::is_constructible_v<asio::strand<Executor>, const asio::strand<Other> &>)
+      heap_strand(const heap_strand<Other> &other)
+  noexcept // NOLINT: implicit like asio::strand
       : state_(other.state()), strand_(other.get_strand()) {}
 
   heap_strand(const heap_strand &) noexcept = default;
@@ -142,78 +147,78 @@ public:
 
   /// Forwards a query to the strand (and from there to the inner executor).
   template <typename Property>
-    requires asio::can_query<const asio::strand<Executor> &, Property>::value
-  auto query(const Property &p) const
-      noexcept(asio::is_nothrow_query<const asio::strand<Executor> &, Property>::value)
-          -> typename asio::query_result<const asio::strand<Executor> &, Property>::type {
+  requires asio::can_query < const asio::strand<Executor>
+  &, Property > ::value auto query(const Property &p) const
+                noexcept(asio::is_nothrow_query<const asio::strand<Executor> &, Property>::value) ->
+                typename asio::query_result<const asio::strand<Executor> &, Property>::type {
     return asio::query(strand_, p);
   }
 
   /// Forwards a requirement; the result is a heap_strand on the same heap.
   template <typename Property>
-    requires asio::can_require<const asio::strand<Executor> &, Property>::value &&
-             detail::is_asio_strand<std::decay_t<
-                 typename asio::require_result<const asio::strand<Executor> &, Property>::type>>::value
-  auto require(const Property &p) const
-      noexcept(asio::is_nothrow_require<const asio::strand<Executor> &, Property>::value)
-          -> heap_strand<typename std::decay_t<typename asio::require_result<
-              const asio::strand<Executor> &, Property>::type>::inner_executor_type> {
+  requires asio::can_require < const asio::strand<Executor>
+  &, Property > ::value &&detail::is_asio_strand<std::decay_t<typename asio::require_result<
+                    const asio::strand<Executor> &, Property>::type>>::value auto
+                require(const Property &p) const
+                noexcept(asio::is_nothrow_require<const asio::strand<Executor> &, Property>::value)
+                    -> heap_strand<typename std::decay_t<typename asio::require_result<
+                        const asio::strand<Executor> &, Property>::type>::inner_executor_type> {
     return {state_, asio::require(strand_, p)};
   }
 
   /// Forwards a preference; the result is a heap_strand on the same heap.
   template <typename Property>
-    requires asio::can_prefer<const asio::strand<Executor> &, Property>::value &&
-             detail::is_asio_strand<std::decay_t<
-                 typename asio::prefer_result<const asio::strand<Executor> &, Property>::type>>::value
-  auto prefer(const Property &p) const
-      noexcept(asio::is_nothrow_prefer<const asio::strand<Executor> &, Property>::value)
-          -> heap_strand<typename std::decay_t<typename asio::prefer_result<
-              const asio::strand<Executor> &, Property>::type>::inner_executor_type> {
+  requires asio::can_prefer < const asio::strand<Executor>
+  &, Property > ::value &&detail::is_asio_strand<std::decay_t<typename asio::prefer_result<
+                    const asio::strand<Executor> &, Property>::type>>::value auto
+                prefer(const Property &p) const
+                noexcept(asio::is_nothrow_prefer<const asio::strand<Executor> &, Property>::value)
+                    -> heap_strand<typename std::decay_t<typename asio::prefer_result<
+                        const asio::strand<Executor> &, Property>::type>::inner_executor_type> {
     return {state_, asio::prefer(strand_, p)};
   }
 
   /// Runs `f` on the strand with the heap current (inline when the properties and the
   /// calling thread allow it, as asio::strand does).
   template <typename Function>
-    requires asio::execution::can_execute<const asio::strand<Executor> &,
-                                          detail::heap_invoker<std::decay_t<Function>>>::value
-  void execute(Function &&f) const {
+  requires asio::execution::can_execute < const asio::strand<Executor>
+  &, detail::heap_invoker < std::decay_t < Function >>> ::value void execute(Function &&f) const {
     asio::execution::execute(
         strand_, detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)));
   }
 
   // --- the Networking TS executor model (when the inner executor has it) ---------------
 
-  asio::execution_context &context() const noexcept
-    requires requires(const asio::strand<Executor> &s) { s.context(); }
-  {
-    return strand_.context();
+  asio::execution_context &context() const noexcept requires
+      requires(const asio::strand<Executor> &s) {
+    s.context();
   }
-  void on_work_started() const noexcept
-    requires requires(const asio::strand<Executor> &s) { s.on_work_started(); }
-  {
-    strand_.on_work_started();
+  { return strand_.context(); }
+  void on_work_started() const noexcept requires requires(const asio::strand<Executor> &s) {
+    s.on_work_started();
   }
-  void on_work_finished() const noexcept
-    requires requires(const asio::strand<Executor> &s) { s.on_work_finished(); }
-  {
-    strand_.on_work_finished();
+  { strand_.on_work_started(); }
+  void on_work_finished() const noexcept requires requires(const asio::strand<Executor> &s) {
+    s.on_work_finished();
   }
+  { strand_.on_work_finished(); }
   template <typename Function, typename Allocator>
-    requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
+  requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
   void dispatch(Function &&f, const Allocator &a) const {
-    strand_.dispatch(detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)), a);
+    strand_.dispatch(
+        detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)), a);
   }
   template <typename Function, typename Allocator>
-    requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
+  requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
   void post(Function &&f, const Allocator &a) const {
-    strand_.post(detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)), a);
+    strand_.post(detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)),
+                 a);
   }
   template <typename Function, typename Allocator>
-    requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
+  requires requires(const asio::strand<Executor> &s, Allocator a) { s.context(); }
   void defer(Function &&f, const Allocator &a) const {
-    strand_.defer(detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)), a);
+    strand_.defer(detail::heap_invoker<std::decay_t<Function>>(state_, std::forward<Function>(f)),
+                  a);
   }
 
   /// Same heap and same strand (with the same properties).
@@ -233,8 +238,9 @@ private:
 /// A heap strand on `ex` with a heap of its own, registered with the heap_registry of
 /// ex's execution context. Throws std::bad_alloc when no heap can be created.
 template <typename Executor>
-  requires asio::execution::is_executor<Executor>::value || asio::is_executor<Executor>::value
-heap_strand<Executor> make_heap_strand(const Executor &ex, const strand_options &opts = {}) {
+requires asio::execution::is_executor<Executor>::value ||
+    asio::is_executor<Executor>::value heap_strand<Executor>
+    make_heap_strand(const Executor &ex, const strand_options &opts = {}) {
   asio::execution_context &ctx = detail::context_of(ex);
   heap_registry &registry = asio::use_service<heap_registry>(ctx);
   asio::strand<Executor> strand(ex);
@@ -246,9 +252,9 @@ heap_strand<Executor> make_heap_strand(const Executor &ex, const strand_options 
 
 /// A heap strand on the context's executor (io_context, thread_pool...).
 template <typename ExecutionContext>
-  requires std::is_convertible_v<ExecutionContext &, asio::execution_context &>
-heap_strand<typename ExecutionContext::executor_type>
-make_heap_strand(ExecutionContext &ctx, const strand_options &opts = {}) {
+requires std::is_convertible_v<ExecutionContext &, asio::execution_context &>
+    heap_strand<typename ExecutionContext::executor_type>
+    make_heap_strand(ExecutionContext &ctx, const strand_options &opts = {}) {
   return make_heap_strand(ctx.get_executor(), opts);
 }
 

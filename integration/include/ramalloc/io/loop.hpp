@@ -39,8 +39,9 @@ struct loop_options {
 /// thread's lifetime and is handed off by the core in O(1) when the thread exits (even
 /// after an exception). Runs handlers in batches of at most `handlers_per_step`, paying
 /// `reclaim(reclaim_budget)` between batches (times the pressure factor while above the
-/// soft limit); flushes once idle for `idle_flush_delay` (at once under pressure); while
-/// idle, blocks in the reactor until a handler is ready or the next tick.
+/// soft limit); an idle worker with inbox debt left keeps paying it, one budgeted step at
+/// a time, before it blocks; flushes once idle for `idle_flush_delay` (at once under
+/// pressure); while idle, blocks in the reactor until a handler is ready or the next tick.
 ///
 /// Returns like `io_context::run()`: when the context is stopped or runs out of work.
 /// Returns the number of handlers run (the kit's own service tasks included). An

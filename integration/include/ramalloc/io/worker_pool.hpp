@@ -69,7 +69,9 @@ public:
   /// Handlers run by all workers that have exited so far.
   std::uint64_t handlers_run() const noexcept { return handlers_.load(std::memory_order_relaxed); }
   /// Exceptions thrown by handlers or hooks so far (the first is rethrown by join()).
-  std::size_t exceptions() const noexcept { return exception_count_.load(std::memory_order_relaxed); }
+  std::size_t exceptions() const noexcept {
+    return exception_count_.load(std::memory_order_relaxed);
+  }
 
 private:
   void worker_main(std::size_t index) noexcept;

@@ -127,7 +127,8 @@ private:
 
 /// Runs a function object with a strand's heap current and the strand's bookkeeping
 /// around it. Holds the state, so the heap outlives every handler that uses it.
-template <typename Function> class heap_invoker {
+template <typename Function>
+class heap_invoker {
 public:
   template <typename F>
   heap_invoker(std::shared_ptr<heap_strand_state> state, F &&f)
