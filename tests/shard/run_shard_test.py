@@ -16,7 +16,8 @@ checks, from the bots' report, the server's report and its log:
   - after everyone left, the allocator's live blocks and the process RSS are back to
     their baseline (taken the same way before the first session) within the margins
     below;
-  - SIGTERM shuts the server down cleanly (exit status 0, report written).
+  - SIGTERM shuts the server down cleanly: a player still online gets BYE (server
+    shutdown) before the end of its stream, exit status 0, report written.
 
 Scale: RAMALLOC_STRESS_SCALE (default 1) multiplies the bots' play time (3 s at 1).
 Every wait is bounded; the whole test takes about 10 s at scale 1 in a Debug build.
@@ -26,6 +27,8 @@ import argparse
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -105,6 +108,28 @@ class LineReader(threading.Thread):
                 self.cv.wait(left)
 
 
+def read_frames(sock, until):
+    """Reads server frames (opcode, payload) until `until(opcode)` holds, or to the end
+    of the stream when `until` is None."""
+    buf, frames = b"", []
+    while True:
+        while len(buf) >= 2:
+            n = struct.unpack("<H", buf[:2])[0]
+            if len(buf) < 2 + n:
+                break
+            frames.append((buf[2], buf[3:2 + n]))
+            buf = buf[2 + n:]
+            if until is not None and until(frames[-1][0]):
+                return frames
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            return frames
+        if not chunk:
+            return frames
+        buf += chunk
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", required=True)
@@ -164,7 +189,20 @@ def main():
         # Everyone has left; the server measures itself once it has been quiet a while.
         q = out.wait_for("quiescent ", bots_done, 60)
         print("server:", q, flush=True)
+        # One player still online when SIGTERM comes must be told: BYE (server shutdown),
+        # then the end of the stream.
+        player = socket.create_connection(("127.0.0.1", port), timeout=30)
+        name = b"last-player"
+        player.sendall(struct.pack("<HBHB", 1 + 2 + 1 + len(name), 0x01, 1, len(name)) + name)
+        frames = read_frames(player, until=lambda op: op == 0x82)  # ZONE_ENTERED
+        check(frames and frames[0][0] == 0x81, f"no LOGIN_OK for the last player: {frames}")
         srv.send_signal(signal.SIGTERM)
+        frames = read_frames(player, until=None)
+        byes = [p for op, p in frames if op == 0x88]
+        check(byes and struct.unpack("<H", byes[-1])[0] == 1,
+              f"the last player got no BYE (server shutdown) before the end: "
+              f"{[hex(op) for op, _ in frames][-5:]}")
+        player.close()
         try:
             rc = srv.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -208,12 +246,14 @@ def main():
         check(closes.get("logout", 0) == bots["logins"],
               f"{closes.get('logout', 0)} logouts for {bots['logins']} bot logins")
         bad_logins = sum(runs[k] for k in LOGGING_IN_KINDS)
-        check(rep["sessions"]["served"] == bots["logins"] + bad_logins,
+        check(rep["sessions"]["served"] == bots["logins"] + bad_logins + 1,
               f"server served {rep['sessions']['served']} sessions, expected "
-              f"{bots['logins']} + {bad_logins}")
-        check(rep["sessions"]["accepted"] == bots["sessions"] + a.bad_clients,
+              f"{bots['logins']} + {bad_logins} + the last player")
+        check(rep["sessions"]["accepted"] == bots["sessions"] + a.bad_clients + 1,
               f"server accepted {rep['sessions']['accepted']}, expected "
-              f"{bots['sessions']} + {a.bad_clients}")
+              f"{bots['sessions']} + {a.bad_clients} + the last player")
+        check(closes.get("server_shutdown", 0) == 1,
+              f"{closes.get('server_shutdown', 0)} sessions closed by the shutdown, expected 1")
 
         # --- instances opened and closed -------------------------------------------
         inst = rep["instances"]
