@@ -229,9 +229,7 @@ int main(int argc, char **argv) {
 
   std::promise<void> finished;
   std::once_flag once;
-  auto stop = [&] {
-    std::call_once(once, [&] { srv->shutdown([&] { finished.set_value(); }); });
-  };
+  auto stop = [&] { std::call_once(once, [&] { srv->shutdown([&] { finished.set_value(); }); }); };
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const std::error_code &ec, int sig) {
@@ -266,7 +264,8 @@ int main(int argc, char **argv) {
   log->info("shard up on {}:{} ({} mode, {} workers, {} zones at {} Hz)", opts.bind, port,
             opts.plain ? "plain" : "kit", opts.workers, opts.zones, opts.tick_hz);
   if (opts.duration_s > 0) {
-    duration_timer.expires_after(std::chrono::milliseconds(static_cast<long long>(opts.duration_s * 1000)));
+    duration_timer.expires_after(
+        std::chrono::milliseconds(static_cast<long long>(opts.duration_s * 1000)));
     duration_timer.async_wait([&](const std::error_code &ec) {
       if (!ec)
         stop();

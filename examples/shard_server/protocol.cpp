@@ -81,23 +81,40 @@ bool is_protocol_error(close_reason r) noexcept {
 
 std::string_view reason_name(close_reason r) noexcept {
   switch (r) {
-  case close_reason::none: return "none";
-  case close_reason::malformed_frame: return "malformed_frame";
-  case close_reason::frame_too_large: return "frame_too_large";
-  case close_reason::unknown_opcode: return "unknown_opcode";
-  case close_reason::not_logged_in: return "not_logged_in";
-  case close_reason::flood: return "flood";
-  case close_reason::send_queue_overflow: return "send_queue_overflow";
-  case close_reason::idle_timeout: return "idle_timeout";
-  case close_reason::already_logged_in: return "already_logged_in";
-  case close_reason::name_in_use: return "name_in_use";
-  case close_reason::bad_version: return "bad_version";
-  case close_reason::write_timeout: return "write_timeout";
-  case close_reason::server_full: return "server_full";
-  case close_reason::logout: return "logout";
-  case close_reason::peer_closed: return "peer_closed";
-  case close_reason::connection_reset: return "connection_reset";
-  case close_reason::server_shutdown: return "server_shutdown";
+  case close_reason::none:
+    return "none";
+  case close_reason::malformed_frame:
+    return "malformed_frame";
+  case close_reason::frame_too_large:
+    return "frame_too_large";
+  case close_reason::unknown_opcode:
+    return "unknown_opcode";
+  case close_reason::not_logged_in:
+    return "not_logged_in";
+  case close_reason::flood:
+    return "flood";
+  case close_reason::send_queue_overflow:
+    return "send_queue_overflow";
+  case close_reason::idle_timeout:
+    return "idle_timeout";
+  case close_reason::already_logged_in:
+    return "already_logged_in";
+  case close_reason::name_in_use:
+    return "name_in_use";
+  case close_reason::bad_version:
+    return "bad_version";
+  case close_reason::write_timeout:
+    return "write_timeout";
+  case close_reason::server_full:
+    return "server_full";
+  case close_reason::logout:
+    return "logout";
+  case close_reason::peer_closed:
+    return "peer_closed";
+  case close_reason::connection_reset:
+    return "connection_reset";
+  case close_reason::server_shutdown:
+    return "server_shutdown";
   }
   return "unknown";
 }
@@ -401,8 +418,8 @@ void encode_login_ok(bytes &out, std::uint32_t player_id, std::uint16_t tick_hz,
   w.finish();
 }
 
-void encode_zone_entered(bytes &out, std::uint32_t zone_uid, std::uint8_t kind,
-                         std::uint16_t index, std::int32_t x, std::int32_t y) {
+void encode_zone_entered(bytes &out, std::uint32_t zone_uid, std::uint8_t kind, std::uint16_t index,
+                         std::int32_t x, std::int32_t y) {
   frame_writer w(out, opcode::zone_entered);
   w.u32(zone_uid);
   w.u8(kind);

@@ -170,13 +170,14 @@ struct update_entry {
 struct server_message {
   bool ok = false;
   opcode op{};
-  std::uint32_t u32a = 0; // login_ok: player id; zone_entered: zone uid; update: tick; ack/pong: seq
+  std::uint32_t u32a =
+      0; // login_ok: player id; zone_entered: zone uid; update: tick; ack/pong: seq
   std::uint16_t u16a = 0; // login_ok: tick hz; zone_entered: index; notice/error/bye: code
   std::uint16_t u16b = 0, u16c = 0; // login_ok: zone count, dungeon templates
-  std::uint8_t u8a = 0;   // zone_entered: kind (0 persistent, 1 instance); chat: channel
+  std::uint8_t u8a = 0;             // zone_entered: kind (0 persistent, 1 instance); chat: channel
   std::int32_t x = 0, y = 0;
-  std::uint64_t u64a = 0; // pong: client time
-  std::uint16_t count = 0; // update: entries
+  std::uint64_t u64a = 0;                // pong: client time
+  std::uint16_t count = 0;               // update: entries
   std::span<const std::uint8_t> entries; // update: count * update_entry_size bytes
   std::string_view from, text;
 };
@@ -218,8 +219,8 @@ void encode_ping(bytes &out, std::uint32_t seq, std::uint64_t client_time,
 
 void encode_login_ok(bytes &out, std::uint32_t player_id, std::uint16_t tick_hz,
                      std::uint16_t zones, std::uint16_t dungeons);
-void encode_zone_entered(bytes &out, std::uint32_t zone_uid, std::uint8_t kind,
-                         std::uint16_t index, std::int32_t x, std::int32_t y);
+void encode_zone_entered(bytes &out, std::uint32_t zone_uid, std::uint8_t kind, std::uint16_t index,
+                         std::int32_t x, std::int32_t y);
 void encode_move_ack(bytes &out, std::uint32_t seq, std::int32_t x, std::int32_t y);
 void encode_chat_msg(bytes &out, chat_channel ch, std::string_view from, std::string_view text);
 void encode_pong(bytes &out, const ping_msg &ping);

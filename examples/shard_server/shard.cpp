@@ -59,17 +59,25 @@ std::uint64_t rss_kb() {
   return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) / 1024;
 }
 
-std::uint64_t peak_rss_kb() { return read_status_kb("VmHWM:"); }
+std::uint64_t peak_rss_kb() {
+  return read_status_kb("VmHWM:");
+}
 
-void set_kit_allocators(bool on) { kit_allocators.store(on, std::memory_order_relaxed); }
-void set_tearing_down() { tearing_down.store(true, std::memory_order_release); }
+void set_kit_allocators(bool on) {
+  kit_allocators.store(on, std::memory_order_relaxed);
+}
+void set_tearing_down() {
+  tearing_down.store(true, std::memory_order_release);
+}
 
-template <typename T> T *io_allocator<T>::allocate(std::size_t n) {
+template <typename T>
+T *io_allocator<T>::allocate(std::size_t n) {
   if (kit_allocators.load(std::memory_order_relaxed))
     return ramalloc::io::handler_allocator<T>().allocate(n);
   return asio::recycling_allocator<T>().allocate(n);
 }
-template <typename T> void io_allocator<T>::deallocate(T *p, std::size_t n) noexcept {
+template <typename T>
+void io_allocator<T>::deallocate(T *p, std::size_t n) noexcept {
   if (kit_allocators.load(std::memory_order_relaxed))
     ramalloc::io::handler_allocator<T>().deallocate(p, n);
   else
@@ -94,9 +102,8 @@ zone_frame::~zone_frame() {
 
 zone::zone(shard_server &srv, zone_kind kind, std::uint16_t index, std::uint32_t uid)
     : srv_(srv), kind_(kind), index_(index), uid_(uid),
-      strand_(srv.kit() ? asio::any_io_executor(
-                              heap_strand_.emplace(ramalloc::io::make_heap_strand(
-                                  srv.io(), srv.strand_options())))
+      strand_(srv.kit() ? asio::any_io_executor(heap_strand_.emplace(
+                              ramalloc::io::make_heap_strand(srv.io(), srv.strand_options())))
                         : asio::any_io_executor(asio::make_strand(srv.io()))),
       timer_(strand_), created_(steady::now()) {}
 
@@ -150,8 +157,7 @@ void zone::on_tick() {
   }
   auto t1 = steady::now();
   auto &m = srv_.metrics();
-  (kind_ == zone_kind::persistent ? m.tick_persistent : m.tick_instance)
-      .record(ns_between(t0, t1));
+  (kind_ == zone_kind::persistent ? m.tick_persistent : m.tick_instance).record(ns_between(t0, t1));
 
   if (kind_ == zone_kind::instance) {
     bool expired = t1 - created_ > std::chrono::milliseconds(srv_.opts().instance_lifetime_ms);
@@ -193,7 +199,8 @@ void zone::join(std::shared_ptr<session> s, std::shared_ptr<zone> home, std::uin
     return;
   }
   auto x = static_cast<std::int32_t>((player * 7919u) % static_cast<std::uint32_t>(world_->size()));
-  auto y = static_cast<std::int32_t>((player * 104729u) % static_cast<std::uint32_t>(world_->size()));
+  auto y =
+      static_cast<std::int32_t>((player * 104729u) % static_cast<std::uint32_t>(world_->size()));
   if (!world_->add_player(player, player, x, y))
     return;
   members_[player] = zone_member{s, std::move(home)};
@@ -377,9 +384,8 @@ void session::on_read(const std::error_code &ec, std::size_t n) {
       break;
     if (st == proto::frame_decoder::status::too_large) {
       std::size_t len = (*rbuf_)[off] | ((*rbuf_)[off + 1] << 8);
-      close(proto::close_reason::frame_too_large,
-            "frame length " + std::to_string(len) + " > " +
-                std::to_string(proto::max_client_frame));
+      close(proto::close_reason::frame_too_large, "frame length " + std::to_string(len) + " > " +
+                                                      std::to_string(proto::max_client_frame));
       return;
     }
     if (st == proto::frame_decoder::status::empty_frame) {
@@ -390,13 +396,14 @@ void session::on_read(const std::error_code &ec, std::size_t n) {
     m.frames_in.fetch_add(1, std::memory_order_relaxed);
     // Token bucket: flood_rate messages/s sustained, flood_burst at once.
     const auto &o = srv_.opts();
-    tokens_ = std::min(o.flood_burst,
-                       tokens_ + o.flood_rate * std::chrono::duration<double>(now - tokens_at_).count());
+    tokens_ =
+        std::min(o.flood_burst,
+                 tokens_ + o.flood_rate * std::chrono::duration<double>(now - tokens_at_).count());
     tokens_at_ = now;
     if (tokens_ < 1.0) {
       close(proto::close_reason::flood, "more than " + std::to_string(o.flood_rate) +
-                                            " messages/s (burst " +
-                                            std::to_string(o.flood_burst) + ")");
+                                            " messages/s (burst " + std::to_string(o.flood_burst) +
+                                            ")");
       return;
     }
     tokens_ -= 1.0;
@@ -438,9 +445,8 @@ void session::handle(const proto::frame &f) {
       m.moves_dropped.fetch_add(1, std::memory_order_relaxed);
       break;
     }
-    asio::post(zone_->executor(), [z = zone_, p = player_, mv = msg.move] {
-      z->move(p, mv.seq, mv.x, mv.y);
-    });
+    asio::post(zone_->executor(),
+               [z = zone_, p = player_, mv = msg.move] { z->move(p, mv.seq, mv.x, mv.y); });
     break;
   case proto::opcode::chat:
     m.chats.fetch_add(1, std::memory_order_relaxed);
@@ -451,10 +457,10 @@ void session::handle(const proto::frame &f) {
       }
       // Allocated here (session heap), freed by the zone strand: a remote free.
       std::pmr::string from(name_, mr), text(msg.chat.text, mr);
-      asio::post(zone_->executor(), [z = zone_, from = std::move(from),
-                                     text = std::move(text)]() mutable {
-        z->chat(std::move(from), std::move(text));
-      });
+      asio::post(zone_->executor(),
+                 [z = zone_, from = std::move(from), text = std::move(text)]() mutable {
+                   z->chat(std::move(from), std::move(text));
+                 });
     } else {
       auto target = srv_.find_player(msg.chat.target);
       if (!target || target->closed()) {
@@ -539,9 +545,9 @@ void session::handle_login(const proto::login_msg &m) {
     return;
   }
   if (m.version != proto::version) {
-    close(proto::close_reason::bad_version,
-          "protocol version " + std::to_string(m.version) + ", server speaks " +
-              std::to_string(proto::version));
+    close(proto::close_reason::bad_version, "protocol version " + std::to_string(m.version) +
+                                                ", server speaks " +
+                                                std::to_string(proto::version));
     return;
   }
   std::string name(m.name);
@@ -560,9 +566,8 @@ void session::handle_login(const proto::login_msg &m) {
   send(fr);
   home_ = srv_.home_for(name_);
   in_transit_ = true;
-  asio::post(home_->executor(), [z = home_, s = shared_from_this(), p = player_] {
-    z->join(s, z, p);
-  });
+  asio::post(home_->executor(),
+             [z = home_, s = shared_from_this(), p = player_] { z->join(s, z, p); });
 }
 
 void session::transfer(std::shared_ptr<zone> target, std::shared_ptr<zone> home) {
@@ -594,16 +599,17 @@ void session::notice(proto::notice_code code, std::string_view text) {
   send(fr);
 }
 
-void session::deliver(const proto::bytes &frame) { send(frame); }
+void session::deliver(const proto::bytes &frame) {
+  send(frame);
+}
 
 void session::send(const proto::bytes &frame) {
   if (closed_ || !pending_)
     return;
   std::size_t queued = pending_->size() + inflight_->size();
   if (queued + frame.size() > srv_.opts().send_queue_cap) {
-    close(proto::close_reason::send_queue_overflow,
-          std::to_string(queued) + " bytes queued, cap " +
-              std::to_string(srv_.opts().send_queue_cap));
+    close(proto::close_reason::send_queue_overflow, std::to_string(queued) + " bytes queued, cap " +
+                                                        std::to_string(srv_.opts().send_queue_cap));
     return;
   }
   pending_->insert(pending_->end(), frame.begin(), frame.end());
@@ -620,23 +626,23 @@ void session::write() {
   write_started_ = steady::now();
   asio::async_write(
       socket_, asio::buffer(*inflight_),
-      asio::bind_allocator(
-          io_allocator<void>{}, [s = shared_from_this()](const std::error_code &ec, std::size_t n) {
-            s->writing_ = false;
-            s->srv_.metrics().bytes_out.fetch_add(n, std::memory_order_relaxed);
-            s->inflight_->clear();
-            if (ec) {
-              if (!s->closed_)
-                s->close(proto::close_reason::connection_reset, ec.message());
-              else
-                s->finish_close();
-              return;
-            }
-            if (!s->pending_->empty())
-              s->write();
-            else if (s->closed_)
-              s->finish_close(); // the final BYE/ERROR is out
-          }));
+      asio::bind_allocator(io_allocator<void>{},
+                           [s = shared_from_this()](const std::error_code &ec, std::size_t n) {
+                             s->writing_ = false;
+                             s->srv_.metrics().bytes_out.fetch_add(n, std::memory_order_relaxed);
+                             s->inflight_->clear();
+                             if (ec) {
+                               if (!s->closed_)
+                                 s->close(proto::close_reason::connection_reset, ec.message());
+                               else
+                                 s->finish_close();
+                               return;
+                             }
+                             if (!s->pending_->empty())
+                               s->write();
+                             else if (s->closed_)
+                               s->finish_close(); // the final BYE/ERROR is out
+                           }));
 }
 
 void session::housekeeping() {
@@ -674,9 +680,10 @@ void session::close(proto::close_reason reason, std::string detail) {
   bool error = proto::is_protocol_error(reason);
   if (error)
     m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-  auto level = (reason == proto::close_reason::logout || reason == proto::close_reason::server_shutdown)
-                   ? spdlog::level::debug
-                   : spdlog::level::info;
+  auto level =
+      (reason == proto::close_reason::logout || reason == proto::close_reason::server_shutdown)
+          ? spdlog::level::debug
+          : spdlog::level::info;
   srv_.log().log(level, "{} closed: {}{}{}", describe(), proto::reason_name(reason),
                  detail.empty() ? "" : ": ", detail);
   if (logged_in_)
@@ -754,8 +761,8 @@ void shard_server::start(std::function<void(std::uint16_t)> listening) {
   }
   if (opts_.stats_period_ms > 0) {
     ramalloc::io::reporter_options ro;
-    ro.format = opts_.stats_json ? ramalloc::io::report_format::json
-                                 : ramalloc::io::report_format::text;
+    ro.format =
+        opts_.stats_json ? ramalloc::io::report_format::json : ramalloc::io::report_format::text;
     reporter_ = std::make_unique<ramalloc::io::stats_reporter>(
         io_, std::chrono::milliseconds(opts_.stats_period_ms), ro);
   }
@@ -769,19 +776,20 @@ void shard_server::start(std::function<void(std::uint16_t)> listening) {
   // Let the zones tick for a while, then take the baseline the same way every later
   // quiescent point is taken, and only then accept sessions.
   monitor_timer_.expires_after(std::chrono::milliseconds(500));
-  monitor_timer_.async_wait([this, port, listening = std::move(listening)](const std::error_code &) {
-    measure([this, port, listening](memory_point p) {
-      {
-        std::lock_guard lk(points_mu_);
-        baseline_ = p;
-      }
-      log_->info("baseline: live_blocks={} live_bytes={} rss_kb={}", p.live_blocks, p.live_bytes,
-                 p.rss_kb);
-      accept();
-      monitor();
-      listening(port);
-    });
-  });
+  monitor_timer_.async_wait(
+      [this, port, listening = std::move(listening)](const std::error_code &) {
+        measure([this, port, listening](memory_point p) {
+          {
+            std::lock_guard lk(points_mu_);
+            baseline_ = p;
+          }
+          log_->info("baseline: live_blocks={} live_bytes={} rss_kb={}", p.live_blocks,
+                     p.live_bytes, p.rss_kb);
+          accept();
+          monitor();
+          listening(port);
+        });
+      });
 }
 
 void shard_server::accept() {
@@ -920,8 +928,8 @@ void shard_server::zone_finalized(zone &z) {
     return;
   std::shared_ptr<zone> keep; // released after the lock
   std::lock_guard lk(instances_mu_);
-  auto it = std::find_if(closing_.begin(), closing_.end(),
-                         [&](const auto &p) { return p.get() == &z; });
+  auto it =
+      std::find_if(closing_.begin(), closing_.end(), [&](const auto &p) { return p.get() == &z; });
   if (it != closing_.end()) {
     keep = *it;
     closing_.erase(it);
@@ -980,7 +988,8 @@ void shard_server::sample() {
     if (rss_series_.size() < 200000)
       rss_series_.emplace_back(seconds_since(started_), rss_kb());
   }
-  sample_timer_.expires_after(std::chrono::milliseconds(std::max<std::uint32_t>(10, opts_.sample_ms)));
+  sample_timer_.expires_after(
+      std::chrono::milliseconds(std::max<std::uint32_t>(10, opts_.sample_ms)));
   sample_timer_.async_wait([this](const std::error_code &ec) {
     if (!ec && !stopped_sampling_)
       sample();
@@ -990,8 +999,7 @@ void shard_server::sample() {
 void shard_server::monitor() {
   // Quiescent: no session and no instance for a few checks in a row. Each quiet period
   // that follows activity is measured once, the way the baseline was.
-  bool quiet = m_.live.load() == 0 && m_.instances_live.load() == 0 &&
-               m_.sockets_open.load() == 0;
+  bool quiet = m_.live.load() == 0 && m_.instances_live.load() == 0 && m_.sockets_open.load() == 0;
   std::uint64_t activity = m_.accepted.load() + m_.instances_opened.load();
   bool had;
   {
@@ -1009,8 +1017,8 @@ void shard_server::monitor() {
         measuring_ = false;
         activity_at_last_measure_ = activity;
         quiet_checks_ = 0;
-        log_->info("quiescent: live_blocks={} live_bytes={} rss_kb={}", p.live_blocks,
-                   p.live_bytes, p.rss_kb);
+        log_->info("quiescent: live_blocks={} live_bytes={} rss_kb={}", p.live_blocks, p.live_bytes,
+                   p.rss_kb);
         std::printf("quiescent live_blocks=%" PRIu64 " rss_kb=%" PRIu64 "\n", p.live_blocks,
                     p.rss_kb);
         std::fflush(stdout);
@@ -1103,7 +1111,8 @@ std::string shard_server::report_json() const {
   auto point = [](const memory_point &p) {
     if (!p.valid)
       return std::string("null");
-    return "{\"t_s\":" + std::to_string(p.t_s) + ",\"live_blocks\":" + std::to_string(p.live_blocks) +
+    return "{\"t_s\":" + std::to_string(p.t_s) +
+           ",\"live_blocks\":" + std::to_string(p.live_blocks) +
            ",\"live_bytes\":" + std::to_string(p.live_bytes) +
            ",\"committed_bytes\":" + std::to_string(p.committed_bytes) +
            ",\"rss_kb\":" + std::to_string(p.rss_kb) + "}";

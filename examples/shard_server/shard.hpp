@@ -69,16 +69,16 @@ struct server_options {
   /// SO_SNDBUF of every session socket (0 = the kernel's autotuning). Bounded, so a peer
   /// that stops reading stalls our writes instead of parking megabytes in the kernel.
   std::size_t socket_sndbuf = 64 * 1024;
-  double flood_rate = 200;   ///< messages per second a session may sustain
-  double flood_burst = 400;  ///< messages it may send at once
+  double flood_rate = 200;  ///< messages per second a session may sustain
+  double flood_burst = 400; ///< messages it may send at once
   /// Kit mode: a zone or session-group strand pays `strand_budget` units of its heap's
   /// debt after every `strand_step` handlers (ramalloc::io::strand_options).
   std::size_t strand_budget = 64;
   std::size_t strand_step = 1;
   std::uint32_t stats_period_ms = 0; ///< 0 = no stats_reporter
   bool stats_json = false;
-  std::uint32_t sample_ms = 200;     ///< RSS sampling period
-  double duration_s = 0;             ///< stop by itself after this long (0 = run until signalled)
+  std::uint32_t sample_ms = 200; ///< RSS sampling period
+  double duration_s = 0;         ///< stop by itself after this long (0 = run until signalled)
   std::string report_json;
   std::string log_level = "info";
   bool plain = false;
@@ -107,13 +107,18 @@ private:
 /// Picks, at run time, the allocator Asio uses for a session's socket operations: the
 /// kit's handler_allocator (the session group strand's heap) by default, Asio's own
 /// recycling allocator with --plain. One type, so the session code is written once.
-template <typename T> struct io_allocator {
+template <typename T>
+struct io_allocator {
   using value_type = T;
   io_allocator() noexcept = default;
-  template <typename U> io_allocator(const io_allocator<U> &) noexcept {}
+  template <typename U>
+  io_allocator(const io_allocator<U> &) noexcept {}
   T *allocate(std::size_t n);
   void deallocate(T *p, std::size_t n) noexcept;
-  template <typename U> bool operator==(const io_allocator<U> &) const noexcept { return true; }
+  template <typename U>
+  bool operator==(const io_allocator<U> &) const noexcept {
+    return true;
+  }
 };
 
 /// One member of a zone: the session to send to, and where it returns when an
@@ -152,7 +157,7 @@ public:
   bool finalized() const noexcept { return finalized_.load(std::memory_order_acquire); }
 
   // Instance bookkeeping, guarded by shard_server::instances_mu_.
-  std::size_t slots = 0;        ///< members + joins in flight
+  std::size_t slots = 0; ///< members + joins in flight
   steady::time_point empty_since{};
   bool registered = false;
 
@@ -337,8 +342,8 @@ private:
   std::unordered_map<const session *, std::weak_ptr<session>> sessions_;
 
   mutable std::mutex instances_mu_;
-  std::vector<std::shared_ptr<zone>> instances_;   ///< registered (joinable) instances
-  std::vector<std::shared_ptr<zone>> closing_;     ///< unregistered, not finalized yet
+  std::vector<std::shared_ptr<zone>> instances_; ///< registered (joinable) instances
+  std::vector<std::shared_ptr<zone>> closing_;   ///< unregistered, not finalized yet
 
   mutable std::mutex points_mu_;
   memory_point baseline_;

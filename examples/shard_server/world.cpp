@@ -9,7 +9,7 @@
 namespace shard {
 
 namespace {
-constexpr std::int32_t player_speed = 40;   // units per tick
+constexpr std::int32_t player_speed = 40; // units per tick
 constexpr std::int32_t npc_walk = 8;
 constexpr std::int32_t npc_run = 12;
 constexpr std::int32_t shoot_range = 200;
@@ -32,8 +32,8 @@ void approach(std::int32_t &x, std::int32_t &y, std::int32_t tx, std::int32_t ty
 } // namespace
 
 zone_world::zone_world(std::pmr::memory_resource *mr, const zone_params &p)
-    : mr_(mr), p_(p), cells_per_side_((p.size + p.cell - 1) / p.cell), alloc_(mr),
-      entities_(mr), grid_(mr), players_by_id_(mr), rng_(p.seed * 0x9E3779B97F4A7C15ull + 1) {
+    : mr_(mr), p_(p), cells_per_side_((p.size + p.cell - 1) / p.cell), alloc_(mr), entities_(mr),
+      grid_(mr), players_by_id_(mr), rng_(p.seed * 0x9E3779B97F4A7C15ull + 1) {
   grid_.resize(static_cast<std::size_t>(cells_per_side_) * cells_per_side_);
   // Every cell owns its list from the start, so the world's block count does not creep
   // up as wandering NPCs touch new cells (a cell list that grows trades its block for a
@@ -150,7 +150,9 @@ bool zone_world::remove_player(std::uint32_t id) {
   return true;
 }
 
-bool zone_world::has_player(std::uint32_t id) const { return players_by_id_.contains(id); }
+bool zone_world::has_player(std::uint32_t id) const {
+  return players_by_id_.contains(id);
+}
 
 bool zone_world::set_move(std::uint32_t id, std::uint32_t seq, std::int32_t x, std::int32_t y,
                           std::uint32_t &superseded, std::int32_t &px, std::int32_t &py) {
@@ -174,8 +176,7 @@ entity *zone_world::nearest_player(const entity &from, std::int32_t radius) cons
   std::int64_t best_d = std::int64_t{radius} * radius + 1;
   std::int32_t cx = from.x / p_.cell, cy = from.y / p_.cell;
   for (std::int32_t gy = std::max(0, cy - 1); gy <= std::min(cells_per_side_ - 1, cy + 1); ++gy)
-    for (std::int32_t gx = std::max(0, cx - 1); gx <= std::min(cells_per_side_ - 1, cx + 1);
-         ++gx)
+    for (std::int32_t gx = std::max(0, cx - 1); gx <= std::min(cells_per_side_ - 1, cx + 1); ++gx)
       for (entity *e : grid_[static_cast<std::size_t>(gy * cells_per_side_ + gx)])
         if (e->kind == proto::entity_kind::player) {
           std::int64_t d = dist2(from, *e);
@@ -275,10 +276,8 @@ void zone_world::tick(std::pmr::vector<tick_output> &out, std::pmr::memory_resou
     w.u16(0);
     std::uint16_t count = 0;
     std::int32_t cx = pl->x / p_.cell, cy = pl->y / p_.cell;
-    for (std::int32_t gy = std::max(0, cy - 1); gy <= std::min(cells_per_side_ - 1, cy + 1);
-         ++gy)
-      for (std::int32_t gx = std::max(0, cx - 1); gx <= std::min(cells_per_side_ - 1, cx + 1);
-           ++gx)
+    for (std::int32_t gy = std::max(0, cy - 1); gy <= std::min(cells_per_side_ - 1, cy + 1); ++gy)
+      for (std::int32_t gx = std::max(0, cx - 1); gx <= std::min(cells_per_side_ - 1, cx + 1); ++gx)
         for (entity *e : grid_[static_cast<std::size_t>(gy * cells_per_side_ + gx)]) {
           if (count == proto::max_visible || dist2(*pl, *e) > view2)
             continue;

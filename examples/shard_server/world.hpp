@@ -22,9 +22,9 @@
 namespace shard {
 
 struct zone_params {
-  std::int32_t size = 4096;       ///< the zone is size x size world units
-  std::int32_t cell = 256;        ///< grid cell edge; also the view radius
-  std::uint32_t npcs = 150;       ///< NPCs spawned at creation and kept alive
+  std::int32_t size = 4096; ///< the zone is size x size world units
+  std::int32_t cell = 256;  ///< grid cell edge; also the view radius
+  std::uint32_t npcs = 150; ///< NPCs spawned at creation and kept alive
   std::uint64_t seed = 1;
 };
 
@@ -32,13 +32,13 @@ struct entity {
   std::uint32_t id = 0;
   proto::entity_kind kind = proto::entity_kind::npc;
   std::int32_t x = 0, y = 0;
-  std::int32_t tx = 0, ty = 0;     ///< move target (players, NPCs)
-  std::int32_t vx = 0, vy = 0;     ///< velocity (projectiles)
-  std::uint32_t ttl = 0;           ///< ticks left (projectiles); think timer (NPCs)
-  std::uint32_t chase = 0;         ///< NPC: id of the player it chases (0 none)
-  std::uint32_t cooldown = 0;      ///< NPC: ticks until it may shoot again
-  std::uint64_t cookie = 0;        ///< player: the server's session key
-  std::uint32_t move_seq = 0;      ///< player: last MOVE seq not acked yet
+  std::int32_t tx = 0, ty = 0; ///< move target (players, NPCs)
+  std::int32_t vx = 0, vy = 0; ///< velocity (projectiles)
+  std::uint32_t ttl = 0;       ///< ticks left (projectiles); think timer (NPCs)
+  std::uint32_t chase = 0;     ///< NPC: id of the player it chases (0 none)
+  std::uint32_t cooldown = 0;  ///< NPC: ticks until it may shoot again
+  std::uint64_t cookie = 0;    ///< player: the server's session key
+  std::uint32_t move_seq = 0;  ///< player: last MOVE seq not acked yet
   bool move_pending = false;
   std::uint32_t cell = 0, slot = 0; ///< position in the grid
   std::uint32_t index = 0;          ///< position in zone_world's entity list
@@ -92,11 +92,11 @@ private:
   zone_params p_;
   std::int32_t cells_per_side_;
   std::pmr::polymorphic_allocator<entity> alloc_;
-  std::pmr::vector<entity *> entities_;           ///< every entity, unordered
+  std::pmr::vector<entity *> entities_; ///< every entity, unordered
   std::pmr::vector<std::pmr::vector<entity *>> grid_;
   std::pmr::unordered_map<std::uint32_t, entity *> players_by_id_;
   std::size_t players_ = 0;
-  std::uint32_t next_id_ = 1u << 24;              ///< ids of NPCs and projectiles
+  std::uint32_t next_id_ = 1u << 24; ///< ids of NPCs and projectiles
   std::uint32_t tick_ = 0;
   std::uint64_t rng_;
 };

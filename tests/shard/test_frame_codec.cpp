@@ -46,15 +46,28 @@ proto::bytes raw_frame(std::uint8_t op, std::vector<std::uint8_t> payload) {
 proto::bytes reencode(const proto::client_message &m) {
   proto::bytes out;
   switch (m.op) {
-  case proto::opcode::login: proto::encode_login(out, m.login.name, m.login.version); break;
-  case proto::opcode::move: proto::encode_move(out, m.move.seq, m.move.x, m.move.y); break;
-  case proto::opcode::chat: proto::encode_chat(out, m.chat.channel, m.chat.target, m.chat.text); break;
+  case proto::opcode::login:
+    proto::encode_login(out, m.login.name, m.login.version);
+    break;
+  case proto::opcode::move:
+    proto::encode_move(out, m.move.seq, m.move.x, m.move.y);
+    break;
+  case proto::opcode::chat:
+    proto::encode_chat(out, m.chat.channel, m.chat.target, m.chat.text);
+    break;
   case proto::opcode::enter_instance:
-  case proto::opcode::change_zone: proto::encode_zone_index(out, m.op, m.zone.index); break;
+  case proto::opcode::change_zone:
+    proto::encode_zone_index(out, m.op, m.zone.index);
+    break;
   case proto::opcode::leave_instance:
-  case proto::opcode::logout: proto::encode_empty(out, m.op); break;
-  case proto::opcode::ping: proto::encode_ping(out, m.ping.seq, m.ping.client_time, m.ping.pad); break;
-  default: ADD_FAILURE() << "accepted opcode " << int(m.op);
+  case proto::opcode::logout:
+    proto::encode_empty(out, m.op);
+    break;
+  case proto::opcode::ping:
+    proto::encode_ping(out, m.ping.seq, m.ping.client_time, m.ping.pad);
+    break;
+  default:
+    ADD_FAILURE() << "accepted opcode " << int(m.op);
   }
   return out;
 }
@@ -70,14 +83,27 @@ proto::bytes random_valid(std::mt19937_64 &rng) {
     return s;
   };
   switch (rng() % 8) {
-  case 0: proto::encode_login(b, name()); break;
-  case 1: proto::encode_move(b, static_cast<std::uint32_t>(rng()), static_cast<std::int32_t>(rng()),
-                             static_cast<std::int32_t>(rng())); break;
-  case 2: proto::encode_chat(b, proto::chat_channel::zone, {}, "hi \xC3\xA9t\xC3\xA9 " + name()); break;
-  case 3: proto::encode_chat(b, proto::chat_channel::whisper, name(), "psst"); break;
-  case 4: proto::encode_zone_index(b, rng() % 2 ? proto::opcode::change_zone : proto::opcode::enter_instance,
-                                   static_cast<std::uint16_t>(rng())); break;
-  case 5: proto::encode_empty(b, rng() % 2 ? proto::opcode::logout : proto::opcode::leave_instance); break;
+  case 0:
+    proto::encode_login(b, name());
+    break;
+  case 1:
+    proto::encode_move(b, static_cast<std::uint32_t>(rng()), static_cast<std::int32_t>(rng()),
+                       static_cast<std::int32_t>(rng()));
+    break;
+  case 2:
+    proto::encode_chat(b, proto::chat_channel::zone, {}, "hi \xC3\xA9t\xC3\xA9 " + name());
+    break;
+  case 3:
+    proto::encode_chat(b, proto::chat_channel::whisper, name(), "psst");
+    break;
+  case 4:
+    proto::encode_zone_index(b,
+                             rng() % 2 ? proto::opcode::change_zone : proto::opcode::enter_instance,
+                             static_cast<std::uint16_t>(rng()));
+    break;
+  case 5:
+    proto::encode_empty(b, rng() % 2 ? proto::opcode::logout : proto::opcode::leave_instance);
+    break;
   default: {
     std::vector<std::uint8_t> pad(rng() % (proto::max_ping_pad + 1), 0x5A);
     proto::encode_ping(b, static_cast<std::uint32_t>(rng()), rng(), pad);
@@ -154,12 +180,14 @@ TEST(ShardFrameCodec, NamesAndTextAreChecked) {
   EXPECT_FALSE(proto::valid_name(""));
   EXPECT_FALSE(proto::valid_name("has space"));
   EXPECT_FALSE(proto::valid_name(std::string(proto::max_name + 1, 'a')));
-  EXPECT_TRUE(proto::valid_text("gr\xC3\xBC\xC3\x9F" "e \xE2\x82\xAC \xF0\x9F\x98\x80", 200));
-  EXPECT_FALSE(proto::valid_text("tab\there", 200));          // control character
-  EXPECT_FALSE(proto::valid_text("\xC0\xAF", 200));           // overlong '/'
-  EXPECT_FALSE(proto::valid_text("\xED\xA0\x80", 200));       // surrogate
-  EXPECT_FALSE(proto::valid_text("\xF4\x90\x80\x80", 200));   // above U+10FFFF
-  EXPECT_FALSE(proto::valid_text("\xE2\x82", 200));           // truncated sequence
+  EXPECT_TRUE(proto::valid_text("gr\xC3\xBC\xC3\x9F"
+                                "e \xE2\x82\xAC \xF0\x9F\x98\x80",
+                                200));
+  EXPECT_FALSE(proto::valid_text("tab\there", 200));        // control character
+  EXPECT_FALSE(proto::valid_text("\xC0\xAF", 200));         // overlong '/'
+  EXPECT_FALSE(proto::valid_text("\xED\xA0\x80", 200));     // surrogate
+  EXPECT_FALSE(proto::valid_text("\xF4\x90\x80\x80", 200)); // above U+10FFFF
+  EXPECT_FALSE(proto::valid_text("\xE2\x82", 200));         // truncated sequence
   EXPECT_FALSE(proto::valid_text(std::string(201, 'a'), 200));
   proto::bytes b;
   proto::encode_login(b, "bad name!");
@@ -187,8 +215,9 @@ TEST(ShardFrameCodec, SeededRandomStreamNeverCrashesAndEveryFrameIsJudged) {
     for (int k = 0; k < frames; ++k) {
       auto f = random_valid(rng);
       switch (rng() % 4) {
-      case 0: break; // valid
-      case 1:        // flip bytes (header included)
+      case 0:
+        break; // valid
+      case 1:  // flip bytes (header included)
         for (int n = 0; n < 1 + static_cast<int>(rng() % 3); ++n)
           f[rng() % f.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
         break;

@@ -58,8 +58,8 @@ struct options {
 struct profile {
   std::chrono::milliseconds action_every{100};
   std::chrono::milliseconds ping_every{250};
-  int move = 60, chat = 8, whisper = 4, change_zone = 4, enter_instance = 5,
-      leave_instance = 12, reconnect = 2;
+  int move = 60, chat = 8, whisper = 4, change_zone = 4, enter_instance = 5, leave_instance = 12,
+      reconnect = 2;
 };
 
 bool make_profile(const std::string &name, profile &p) {
@@ -92,11 +92,10 @@ std::uint64_t now_ns() {
 /// Totals over all bots (atomics: bots run on several threads).
 struct totals {
   std::atomic<std::uint64_t> sessions{0}, logins{0}, msgs_out{0}, msgs_in{0}, bytes_out{0},
-      bytes_in{0}, updates{0}, entities_seen{0}, moves{0}, pings{0}, chats_sent{0},
-      chats_in{0}, whispers{0}, zone_changes{0}, instances_entered{0}, reconnects{0},
-      notices{0}, kicked{0};
-  std::atomic<std::uint64_t> err_timeout{0}, err_disconnect{0}, err_connect{0},
-      err_malformed{0}, err_error_frame{0}, err_unexpected{0};
+      bytes_in{0}, updates{0}, entities_seen{0}, moves{0}, pings{0}, chats_sent{0}, chats_in{0},
+      whispers{0}, zone_changes{0}, instances_entered{0}, reconnects{0}, notices{0}, kicked{0};
+  std::atomic<std::uint64_t> err_timeout{0}, err_disconnect{0}, err_connect{0}, err_malformed{0},
+      err_error_frame{0}, err_unexpected{0};
   shard::histogram ping_rtt, move_rtt;
   std::mutex mu;
   std::vector<std::string> first_errors; // the first few, for the report
@@ -176,20 +175,20 @@ private:
 
   void write() {
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(out_.front()),
-                      [self = shared_from_this(), gen = gen_](const std::error_code &ec,
-                                                              std::size_t) {
-                        if (gen != self->gen_)
-                          return;
-                        self->writing_ = false;
-                        if (ec) {
-                          self->lost("write: " + ec.message());
-                          return;
-                        }
-                        self->out_.pop_front();
-                        if (!self->out_.empty())
-                          self->write();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(out_.front()),
+        [self = shared_from_this(), gen = gen_](const std::error_code &ec, std::size_t) {
+          if (gen != self->gen_)
+            return;
+          self->writing_ = false;
+          if (ec) {
+            self->lost("write: " + ec.message());
+            return;
+          }
+          self->out_.pop_front();
+          if (!self->out_.empty())
+            self->write();
+        });
   }
 
   void read() {
@@ -324,7 +323,8 @@ private:
       auto now = now_ns();
       for (auto &[seq, sent] : self->pings_)
         if (now - sent > std::uint64_t{self->o_.timeout_ms} * 1'000'000) {
-          self->fail(self->t_.err_timeout, "no PONG in " + std::to_string(self->o_.timeout_ms) + " ms");
+          self->fail(self->t_.err_timeout,
+                     "no PONG in " + std::to_string(self->o_.timeout_ms) + " ms");
           self->abort_connection();
           return;
         }
@@ -380,8 +380,8 @@ private:
                          "hello from " + name_ + " #" + std::to_string(++chats_));
       t_.chats_sent.fetch_add(1, std::memory_order_relaxed);
     } else if ((r -= p_.whisper) < 0) {
-      std::string to = "bot-" + std::to_string(std::uniform_int_distribution<std::size_t>(
-                                    0, o_.bots - 1)(rng_));
+      std::string to =
+          "bot-" + std::to_string(std::uniform_int_distribution<std::size_t>(0, o_.bots - 1)(rng_));
       proto::encode_chat(f, proto::chat_channel::whisper, to, "psst, " + to);
       t_.whispers.fetch_add(1, std::memory_order_relaxed);
     } else if ((r -= p_.change_zone) < 0) {
@@ -389,8 +389,8 @@ private:
         schedule_action();
         return;
       }
-      std::uint16_t z = static_cast<std::uint16_t>(
-          std::uniform_int_distribution<int>(0, zones_ - 1)(rng_));
+      std::uint16_t z =
+          static_cast<std::uint16_t>(std::uniform_int_distribution<int>(0, zones_ - 1)(rng_));
       if (!in_instance_ && z == zone_index_)
         z = static_cast<std::uint16_t>((z + 1) % zones_);
       proto::encode_zone_index(f, proto::opcode::change_zone, z);
@@ -405,9 +405,9 @@ private:
           schedule_action();
           return;
         }
-        proto::encode_zone_index(f, proto::opcode::enter_instance,
-                                 static_cast<std::uint16_t>(std::uniform_int_distribution<int>(
-                                     0, dungeons_ - 1)(rng_)));
+        proto::encode_zone_index(
+            f, proto::opcode::enter_instance,
+            static_cast<std::uint16_t>(std::uniform_int_distribution<int>(0, dungeons_ - 1)(rng_)));
         t_.instances_entered.fetch_add(1, std::memory_order_relaxed);
       }
       waiting_ = wait::zone;
@@ -612,7 +612,7 @@ public:
         for (int i = 0; i < 9; ++i)
           proto::encode_ping(b, ++seq, 0, pad);
         if (!send(b))
-          return true; // the server closed us
+          return true;                                              // the server closed us
         std::this_thread::sleep_for(std::chrono::milliseconds(50)); // pacing below the flood rate
       }
       return note("still connected after 30 s without reading");
@@ -626,7 +626,7 @@ public:
       proto::encode_move(f, 1, 100, 100);
       send(f);
       std::uint8_t b[64];
-      s.read_some(asio::buffer(b), ec); // LOGIN_OK arrived: the session is live
+      s.read_some(asio::buffer(b), ec);                     // LOGIN_OK arrived: the session is live
       s.set_option(asio::socket_base::linger(true, 0), ec); // close with a RST
       s.close(ec);
       return true;
@@ -658,13 +658,15 @@ private:
       for (;;) {
         proto::frame f;
         std::size_t used = 0;
-        if (dec.next({rb.buf.data() + off, rb.len - off}, f, used) != proto::frame_decoder::status::frame)
+        if (dec.next({rb.buf.data() + off, rb.len - off}, f, used) !=
+            proto::frame_decoder::status::frame)
           break;
         off += used;
         auto m = proto::parse_server(f);
         if (m.ok && m.op == proto::opcode::error) {
           if (m.u16a != static_cast<std::uint16_t>(code))
-            return note("ERROR " + std::to_string(m.u16a) + " instead of " + std::to_string(int(code)));
+            return note("ERROR " + std::to_string(m.u16a) + " instead of " +
+                        std::to_string(int(code)));
           // The server must close after the ERROR.
           while (!ec)
             s.read_some(asio::buffer(rb.buf), ec);
@@ -684,7 +686,9 @@ private:
   totals &t_;
 };
 
-std::string rtt_json(const shard::histogram &h) { return shard::histogram_json(h); }
+std::string rtt_json(const shard::histogram &h) {
+  return shard::histogram_json(h);
+}
 
 bool parse(int argc, char **argv, options &o, std::string &err) {
   for (int i = 1; i < argc; ++i) {
@@ -799,8 +803,8 @@ int main(int argc, char **argv) {
     tcp::resolver res(io);
     auto r = res.resolve(o.host, o.port, ec);
     if (ec || r.empty()) {
-      std::fprintf(stderr, "shard_bots: cannot resolve %s:%s: %s\n", o.host.c_str(),
-                   o.port.c_str(), ec.message().c_str());
+      std::fprintf(stderr, "shard_bots: cannot resolve %s:%s: %s\n", o.host.c_str(), o.port.c_str(),
+                   ec.message().c_str());
       return 2;
     }
     ep = *r.begin();
@@ -852,7 +856,9 @@ int main(int argc, char **argv) {
   std::string j = "{\"bots\":" + std::to_string(o.bots) + ",\"profile\":\"" + o.profile +
                   "\",\"duration_s\":" + std::to_string(o.duration_s) +
                   ",\"elapsed_s\":" + std::to_string(elapsed);
-  auto num = [&](const char *k, std::uint64_t v) { j += ",\"" + std::string(k) + "\":" + std::to_string(v); };
+  auto num = [&](const char *k, std::uint64_t v) {
+    j += ",\"" + std::string(k) + "\":" + std::to_string(v);
+  };
   num("sessions", t.sessions);
   num("logins", t.logins);
   num("reconnects", t.reconnects);
@@ -886,8 +892,8 @@ int main(int argc, char **argv) {
     if (k)
       j += ",";
     bad_failed += bad[k].run - bad[k].ok;
-    j += "\"" + std::string(bad_name(static_cast<bad_kind>(k))) + "\":{\"run\":" +
-         std::to_string(bad[k].run) + ",\"ok\":" + std::to_string(bad[k].ok) + "}";
+    j += "\"" + std::string(bad_name(static_cast<bad_kind>(k))) +
+         "\":{\"run\":" + std::to_string(bad[k].run) + ",\"ok\":" + std::to_string(bad[k].ok) + "}";
   }
   j += "},\"first_errors\":[";
   {
