@@ -62,7 +62,10 @@ struct options {
 /// Current options. Thread-safe.
 options get_options() noexcept;
 /// Replaces all options. Thread-safe; takes effect from the next slow path or reclaim.
-void set_options(const options &opts) noexcept;
+/// Every field must lie in the range its environment variable accepts (docs/tuning.md):
+/// otherwise nothing changes, each bad field is reported (RAM_ERROR_BAD_OPTION, the
+/// message names its variable) and false is returned. Returns true when applied.
+bool set_options(const options &opts) noexcept;
 /// Sets one option by its environment-variable name; returns false (and reports a
 /// message naming the variable through the error callback) when the name or value is bad.
 bool set_option(const char *name, const char *value) noexcept;

@@ -10,6 +10,7 @@ using namespace detail;
 
 namespace detail {
 bool apply_option(const char *name, const char *value) noexcept;
+bool apply_options(const options &o) noexcept;
 void set_error_handler(ram_error_fn fn, void *context) noexcept;
 #if defined(RAMALLOC_DEBUG)
 void read_max_steps(std::uint64_t &a, std::uint64_t &d) noexcept;
@@ -129,17 +130,9 @@ options get_options() noexcept {
   return o;
 }
 
-void set_options(const options &o) noexcept {
+bool set_options(const options &o) noexcept {
   load_options_once();
-  g_options.purge_delay_ms.store(o.purge_delay_ms, std::memory_order_relaxed);
-  g_options.purge_budget.store(o.purge_budget < slice_size ? slice_size : o.purge_budget,
-                               std::memory_order_relaxed);
-  g_options.reserve.store(o.reserve, std::memory_order_relaxed);
-  g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
-  g_options.debt_slice.store(o.debt_slice == 0 ? 1 : o.debt_slice, std::memory_order_relaxed);
-  g_options.verbose.store(o.verbose, std::memory_order_relaxed);
-  g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
-  g_options.on_invalid.store(static_cast<std::uint8_t>(o.on_invalid), std::memory_order_relaxed);
+  return apply_options(o);
 }
 
 bool set_option(const char *name, const char *value) noexcept {
