@@ -12,22 +12,30 @@
 
 #include "common/defs.hpp"
 #include "ds/list.hpp"
+#include "ds/relaxed.hpp"
 #include "mem/page.hpp"
 
 namespace ramalloc::detail {
 
 enum class region_kind : std::uint8_t { os, static_buffer, huge };
 
+/// A region descriptor. Descriptors of huge blocks are recycled, so a query or a stale
+/// free that loaded the page-map entry before the block was unregistered may read the
+/// fields that change from one use to the next while they are rewritten: those are
+/// `relaxed` (defined behaviour; the answer to such a query is stale by nature). `kind`,
+/// `first_slice` and the table pointers are set once, before the descriptor is first
+/// published, and never change.
 struct region {
-  std::byte *base = nullptr;     // address of slice 0 (the region's first byte)
-  std::uint32_t slice_count = 0; // slices covered, header included
-  std::uint32_t first_slice = 0; // first slice after the header
+  relaxed<std::byte *> base{nullptr};  // address of slice 0 (the region's first byte)
+  relaxed<std::uint32_t> slice_count{0}; // slices covered, header included
+  std::uint32_t first_slice = 0;         // first slice after the header
   region_kind kind = region_kind::os;
   std::atomic<heap_state *> owner{nullptr}; // the heap whose pages these are
-  std::size_t map_size = 0;                 // bytes mapped (huge and os) or buffer size
+  relaxed<std::size_t> map_size{0};         // bytes mapped (huge and os) or buffer size
   // huge regions: the one block
-  std::byte *huge_start = nullptr;
-  std::size_t huge_usable = 0;
+  relaxed<std::byte *> huge_start{nullptr};
+  relaxed<std::size_t> huge_usable{0};
+  std::atomic<region *> free_next{nullptr};         // descriptor pool link (huge.cpp)
   list_links<region> links;                         // owner heap's region list
   std::atomic<std::uint16_t> *slice_head = nullptr; // per slice: index of its span's head
   page *pages = nullptr; // per slice: descriptor (meaningful at span heads)
@@ -90,7 +98,7 @@ RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
       reinterpret_cast<region *>(page_map[g].load(std::memory_order_acquire) & ~os_region_tag);
   if (r == nullptr)
     return nullptr;
-  const auto b = reinterpret_cast<std::uintptr_t>(r->base);
+  const auto b = reinterpret_cast<std::uintptr_t>(static_cast<std::byte *>(r->base));
   if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size))
     return nullptr;
   return r;
