@@ -92,7 +92,8 @@ void reserve_prefault(heap_state *h) noexcept {
   span_free(h, pg, /*purged=*/false);
 }
 
-page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noexcept {
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
+                 bool *zeroed) noexcept {
   const std::uint32_t need = n + align_slices - 1;
   if (need > slices_per_region)
     return nullptr;
@@ -137,6 +138,8 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices) noe
   pg->state.store(page_state::in_use, std::memory_order_relaxed);
   if (clean)
     h->committed.add(std::size_t{n} * slice_size);
+  if (zeroed != nullptr)
+    *zeroed = clean && r->kind == region_kind::os;
   return pg;
 }
 
@@ -192,12 +195,15 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
     k = n;
   region *r = d->home;
   const std::uint32_t first = r->index_of(d);
+  const std::size_t bytes = std::size_t{k} * slice_size;
+  // Clean spans are known to read as zero (calloc relies on it): a range the kernel did
+  // not drop stays dirty. A later step tries again.
+  if (!os_pages::purge(d->start, bytes))
+    return 0;
   remove_free(h, d);
   if (k < n)
     insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
   set_span_head(r, first, k);
-  const std::size_t bytes = std::size_t{k} * slice_size;
-  os_pages::purge(d->start, bytes);
   h->committed.sub(bytes);
   h->pages_purged.add(k);
   h->bytes_purged.add(bytes);
