@@ -71,12 +71,17 @@ std::optional<block_info> query(const void *p) noexcept {
     return std::nullopt;
   block_info info;
   const auto *b = static_cast<const std::byte *>(p);
+  // Every racy field is read once, and the answer is checked for consistency (the block
+  // holds p and lies inside its span or mapping): a query racing with the block's free or
+  // its page's reformatting may be stale, but never describes memory outside it.
   if (r->kind == region_kind::huge) {
     const void *owner = r->owner.load(std::memory_order_relaxed);
-    if (owner == nullptr || b < r->huge_start || b >= r->huge_start + r->huge_usable)
+    std::byte *start = r->huge_start;
+    const std::size_t usable = r->huge_usable;
+    if (owner == nullptr || b < start || static_cast<std::size_t>(b - start) >= usable)
       return std::nullopt;
-    info.start = r->huge_start;
-    info.usable_size = r->huge_usable;
+    info.start = start;
+    info.usable_size = usable;
     info.owner = owner;
     info.kind = block_info::block_kind::huge;
   } else {
@@ -87,6 +92,9 @@ std::optional<block_info> query(const void *p) noexcept {
     const auto off = static_cast<std::size_t>(b - span);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
+    const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
+    if (bs == 0 || std::size_t{bs} > std::size_t{slices} * slice_size)
+      return std::nullopt;
     if (cap == 1) {
       if (off >= bs)
         return std::nullopt;
@@ -94,11 +102,12 @@ std::optional<block_info> query(const void *p) noexcept {
       info.kind = block_info::block_kind::large;
     } else {
       const std::uint32_t idx = pg->block_index(off);
-      if (idx >= cap)
-        return std::nullopt; // the unused tail of the page
-      info.start = span + std::size_t{idx} * bs;
-      info.kind = pg->slices.load(std::memory_order_relaxed) == 1 ? block_info::block_kind::small
-                                                                  : block_info::block_kind::medium;
+      const std::size_t first = std::size_t{idx} * bs;
+      if (idx >= cap || off < first || off - first >= bs ||
+          first + bs > std::size_t{slices} * slice_size)
+        return std::nullopt; // the unused tail of the page (or a page being reformatted)
+      info.start = span + first;
+      info.kind = slices == 1 ? block_info::block_kind::small : block_info::block_kind::medium;
     }
     info.usable_size = bs;
     info.owner = r->owner.load(std::memory_order_relaxed);

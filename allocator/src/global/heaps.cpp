@@ -58,7 +58,8 @@ bool is_drained(const heap_state *h) noexcept {
           h->committed.get() <= g_options.reserve.load(std::memory_order_relaxed));
 }
 
-/// Forgets a static-buffer heap's region (its memory is the caller's, not ours).
+/// Forgets a static-buffer heap's region (its memory is the caller's, not ours) and
+/// recycles the region's header.
 void drop_static_region(heap_state *h) noexcept {
   region *r = h->static_region;
   if (r == nullptr)
@@ -77,6 +78,7 @@ void drop_static_region(heap_state *h) noexcept {
   h->reserved.sub(r->map_size);
   h->committed.sub(r->map_size);
   h->reserve_done = false;
+  static_region_recycle(r); // its header is allocator metadata (mem/region.cpp)
 }
 
 void orphan(heap_state *h) noexcept {

@@ -60,6 +60,16 @@ constexpr std::size_t region_header_bytes(std::size_t slices) {
 /// Lays out a region header at `at` covering `slices` slices starting at `base`.
 region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept;
 
+/// A static-buffer region over `slices` slices at `base` (64 KiB-aligned), its header in
+/// allocator-owned metadata (a recycled one or a new one), tables zeroed, not yet
+/// registered; nullptr when metadata is exhausted. The caller's buffer is never written:
+/// every one of its whole slices can hold blocks, and query never reads it.
+region *static_region_new(std::byte *base, std::uint32_t slices) noexcept;
+/// Gives a static region's header back once it is unregistered: its tables are purged
+/// (zero, not resident) and it waits for the next static heap. Metadata is never
+/// unmapped, so a query that looked the region up just before still reads mapped memory.
+void static_region_recycle(region *r) noexcept;
+
 /// The first level of the page map: one entry per 1 GiB granule of the 47-bit space,
 /// holding a region pointer whose low bit says "a standard OS region": its header sits
 /// at the granule's start with the fixed layout below, so the free fast path reaches the

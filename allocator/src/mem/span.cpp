@@ -243,18 +243,21 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
   std::size_t slices = (end - base) / slice_size;
   if (slices > slices_per_region)
     slices = slices_per_region; // one region's worth at most
-  const std::size_t header = region_header_bytes(slices);
-  if (size < 256 * 1024 || slices * slice_size < align_up(header, slice_size) + slice_size)
+  if (size < 256 * 1024 || slices == 0)
     return "the buffer is smaller than 256 KiB";
-  // The caller's memory may hold anything: clear the header before it is read as tables.
-  __builtin_memset(reinterpret_cast<void *>(base), 0, header);
+  // Every check is made before anything is written: the header and its tables live in
+  // allocator metadata, and a failed constructor leaves the buffer as it was.
   auto *b = reinterpret_cast<std::byte *>(base);
-  region *r = region_init(b, b, static_cast<std::uint32_t>(slices), region_kind::static_buffer);
-  r->map_size = slices * slice_size;
+  region *r = static_region_new(b, static_cast<std::uint32_t>(slices));
+  if (r == nullptr)
+    return "the allocator's metadata memory is exhausted";
   r->owner.store(h, std::memory_order_release);
-  if (!page_map_register(r, b, r->map_size))
+  if (!page_map_register(r, b, r->map_size)) {
+    r->owner.store(nullptr, std::memory_order_relaxed);
+    static_region_recycle(r);
     return "its 1 GiB-aligned address range already belongs to ramalloc (another static-buffer "
            "heap, or a ramalloc region: a buffer allocated from ramalloc itself cannot be used)";
+  }
   h->static_region = r;
   h->regions.push_back(r);
   h->reserved.add(r->map_size);
