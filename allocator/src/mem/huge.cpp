@@ -1,6 +1,10 @@
 // Huge blocks (above large_max): one mapping of whole 1 GiB granules each, registered in the page
 // map so query and free find them in O(1); freed straight back to the OS. Their
 // descriptors live in metadata memory, so a racing query never reads an unmapped header.
+//
+// Bound: acquire and free are O(size / 1 GiB) here — one page-map CAS (register) or
+// store (unregister) per granule — plus the kernel's mmap/munmap, whose unmapping cost
+// grows with the pages the block made resident. One step up to 1 GiB; see design.md.
 #include <cerrno>
 
 #include "ds/tagged_stack.hpp"

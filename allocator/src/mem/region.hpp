@@ -4,7 +4,8 @@
 // allocation) whose header holds a `slice_head` index and a page descriptor per 64 KiB
 // slice. The page map's first level is a static array indexed by `address >> 30`; the
 // second level is the region's own tables. Every step is range-checked, so mapping any
-// pointer value costs two dependent loads and never reads memory we did not map.
+// pointer value costs three dependent loads (entry, slice head, descriptor; one more, the
+// region struct, outside standard OS regions) and never reads memory we did not map.
 #pragma once
 
 #include <atomic>
@@ -90,12 +91,14 @@ RAMALLOC_FAST_PATH page *os_region_pages(region *r) noexcept {
 }
 
 /// Claims every granule in [base, base+size) for `r`. Fails (claiming nothing) when any
-/// granule already belongs to another region.
+/// granule already belongs to another region. O(size / 1 GiB): one CAS per granule (one
+/// for a region or a static buffer, size / 1 GiB for a huge block).
 bool page_map_register(region *r, const void *base, std::size_t size) noexcept;
 /// The tagged page-map word for `r`.
 inline std::uintptr_t page_map_entry(region *r) noexcept {
   return reinterpret_cast<std::uintptr_t>(r) | (r->kind == region_kind::os ? os_region_tag : 0);
 }
+/// Forgets every granule in [base, base+size). O(size / 1 GiB) stores.
 void page_map_unregister(const void *base, std::size_t size) noexcept;
 
 /// The region whose address range holds `p`, or nullptr. O(1), safe for any value.
