@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
-#include <sys/mman.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>

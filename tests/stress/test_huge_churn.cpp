@@ -86,9 +86,9 @@ TEST(HugeChurn, ManyThreadsAllocatingAndFreeingHugeBlocksNeverShareADescriptor) 
 
 TEST(HugeChurn, QueriesAndBadFreesRacingHugeFreesAnswerSafely) {
   constinit static std::atomic<std::uint64_t> reports{0};
-  ram_set_error_handler([](ram_error, const void *, const char *, void *) {
-    reports.fetch_add(1, std::memory_order_relaxed);
-  }, nullptr);
+  ram_set_error_handler([](ram_error, const void *, const char *,
+                           void *) { reports.fetch_add(1, std::memory_order_relaxed); },
+                        nullptr);
   ramalloc::options saved = ramalloc::get_options();
   ramalloc::options o = saved;
   o.on_invalid = ramalloc::options::on_invalid_mode::ignore;

@@ -17,9 +17,9 @@ using namespace ramalloc_stress;
 
 TEST(StaticHeapRace, QueriesAndForeignFreesRacingStaticHeapTurnoverAnswerSafely) {
   constinit static std::atomic<std::uint64_t> reports{0};
-  ram_set_error_handler([](ram_error, const void *, const char *, void *) {
-    reports.fetch_add(1, std::memory_order_relaxed);
-  }, nullptr);
+  ram_set_error_handler([](ram_error, const void *, const char *,
+                           void *) { reports.fetch_add(1, std::memory_order_relaxed); },
+                        nullptr);
   ramalloc::options saved = ramalloc::get_options();
   ramalloc::options o = saved;
   o.on_invalid = ramalloc::options::on_invalid_mode::ignore;
@@ -27,8 +27,8 @@ TEST(StaticHeapRace, QueriesAndForeignFreesRacingStaticHeapTurnoverAnswerSafely)
 
   // One mapping inside a granule: the heap's buffer and, after it, memory that is not.
   constexpr std::size_t buffer_size = 2 * MiB, mapping = 8 * MiB;
-  void *raw = ::mmap(nullptr, 2 * mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+  void *raw =
+      ::mmap(nullptr, 2 * mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(raw, MAP_FAILED);
   auto *buffer = reinterpret_cast<unsigned char *>(
       (reinterpret_cast<std::uintptr_t>(raw) + mapping - 1) & ~(mapping - 1));

@@ -169,8 +169,7 @@ TEST_F(Options, SetOptionsRejectsEveryValueOutOfTheDocumentedRangeAndChangesNoth
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 0; }},
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 65; }},
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 4000000000u; }},
-      {"RAMALLOC_ON_INVALID",
-       [](ramalloc::options &o) { o.on_invalid = static_cast<mode>(7); }},
+      {"RAMALLOC_ON_INVALID", [](ramalloc::options &o) { o.on_invalid = static_cast<mode>(7); }},
   };
   const ramalloc::options before = ramalloc::get_options();
   for (const bad_field &c : cases) {

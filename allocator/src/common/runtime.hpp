@@ -35,7 +35,6 @@ struct runtime_options {
   std::atomic<bool> auto_purge{true};
   std::atomic<std::uint8_t> on_invalid{default_on_invalid}; // 0 abort, 1 warn, 2 ignore
   std::atomic<int> load_state{options_unloaded};            // options_load_state
-
 };
 extern runtime_options g_options;
 

@@ -26,6 +26,15 @@ struct handler {
   void *context;
 };
 
+/// A spin-wait hint while another thread is mid-change (handler changes are rare).
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 /// A consistent (callback, context) pair. Retries only while a writer is mid-change.
 handler current_handler() noexcept {
   for (;;) {
@@ -37,7 +46,7 @@ handler current_handler() noexcept {
       if (g_handler_seq.load(std::memory_order_relaxed) == before)
         return h;
     }
-    __builtin_ia32_pause();
+    spin_pause();
   }
 }
 
@@ -104,11 +113,10 @@ void report_error(ram_error kind, const void *p, const char *what) noexcept {
 void set_error_handler(ram_error_fn fn, void *context) noexcept {
   std::uint64_t seq = g_handler_seq.load(std::memory_order_relaxed);
   for (;;) {
-    if ((seq & 1) == 0 && g_handler_seq.compare_exchange_weak(seq, seq + 1,
-                                                              std::memory_order_acquire,
-                                                              std::memory_order_relaxed))
+    if ((seq & 1) == 0 && g_handler_seq.compare_exchange_weak(
+                              seq, seq + 1, std::memory_order_acquire, std::memory_order_relaxed))
       break;
-    __builtin_ia32_pause();
+    spin_pause();
     seq = g_handler_seq.load(std::memory_order_relaxed);
   }
   std::atomic_thread_fence(std::memory_order_release);

@@ -34,10 +34,10 @@ constexpr const char *bool_range = "0/1, true/false, yes/no or on/off";
 constexpr const char *on_invalid_range = "abort, warn or ignore";
 
 /// Every variable apply_option knows, in the order the environment is read.
-constexpr const char *option_names[] = {
-    "RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET", "RAMALLOC_RESERVE",
-    "RAMALLOC_PAGE_CACHE",     "RAMALLOC_DEBT_SLICE",   "RAMALLOC_VERBOSE",
-    "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID"};
+constexpr const char *option_names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
+                                        "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
+                                        "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
+                                        "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID"};
 
 // Set while this thread reads the environment: a report callback that allocates (and so
 // re-enters load_options_once) must not wait for itself.
@@ -240,9 +240,8 @@ void load_options_once() noexcept {
   if (RAMALLOC_LIKELY(state == options_loaded))
     return;
   if (state == options_unloaded &&
-      g_options.load_state.compare_exchange_strong(state, options_loading,
-                                                   std::memory_order_acquire,
-                                                   std::memory_order_acquire)) {
+      g_options.load_state.compare_exchange_strong(
+          state, options_loading, std::memory_order_acquire, std::memory_order_acquire)) {
     // This thread reads the environment; the defaults (on_invalid included) are already
     // in place, so nothing is reset here.
     t_loading_options = true;

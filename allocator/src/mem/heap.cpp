@@ -338,8 +338,7 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
   }
 }
 
-void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align,
-                       bool *zeroed) noexcept {
+void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool *zeroed) noexcept {
   const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
   const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
   if (!h->reserve_done)

@@ -27,7 +27,7 @@ enum class region_kind : std::uint8_t { os, static_buffer, huge };
 /// `first_slice` and the table pointers are set once, before the descriptor is first
 /// published, and never change.
 struct region {
-  relaxed<std::byte *> base{nullptr};  // address of slice 0 (the region's first byte)
+  relaxed<std::byte *> base{nullptr};    // address of slice 0 (the region's first byte)
   relaxed<std::uint32_t> slice_count{0}; // slices covered, header included
   std::uint32_t first_slice = 0;         // first slice after the header
   region_kind kind = region_kind::os;

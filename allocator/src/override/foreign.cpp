@@ -81,8 +81,8 @@ bool in_glibc_heap(std::uintptr_t c, std::uint64_t size, std::uint64_t flags) no
   if (!read_words(reinterpret_cast<const void *>(heap), info, 3))
     return false;
   const std::uint64_t arena = info[0];
-  return arena != 0 && (arena & 7) == 0 && (arena & (heap_max - 1)) < 256 &&
-         info[2] <= heap_max && c >= heap + 32 && c + size + 16 <= heap + info[2];
+  return arena != 0 && (arena & 7) == 0 && (arena & (heap_max - 1)) < 256 && info[2] <= heap_max &&
+         c >= heap + 32 && c + size + 16 <= heap + info[2];
 }
 
 /// The chunk size, or 0 when the header does not look like a glibc chunk in use.
