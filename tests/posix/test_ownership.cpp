@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern "C" {
@@ -128,6 +130,69 @@ TEST(Ownership, ReallocAndUsableSizeOfABlockFromLibcMallocAreGlibcs) {
   EXPECT_GE(malloc_usable_size(q), 64 * KiB);
   std::free(q);
   EXPECT_EQ(reports.count(), 0u) << (reports.count() ? reports[0].message : "");
+}
+
+TEST(Ownership, FreeOfABlockFromAnotherThreadsGlibcArenaIsForwardedToGlibcWithoutAReport) {
+  report_recorder reports;
+  void *p = nullptr;
+  std::thread([&] { p = __libc_malloc(100); }).join(); // a thread gets an arena of its own
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x5a, 100);
+  std::free(p);
+  EXPECT_EQ(reports.count(), 0u) << (reports.count() ? reports[0].message : "");
+}
+
+// Issue 8 item 13: the glibc check reads the would-be chunk header, and a header can be
+// forged. Where glibc's chunks can be is checked too (docs/api.md): a chunk header forged
+// in memory that is neither glibc's brk heap nor one of its arenas' heaps is reported, not
+// handed to __libc_free (which would put our page on its free lists, or fault).
+namespace {
+
+/// A fresh page (never freed: were the forgery handed to glibc, it would keep the page).
+unsigned char *fresh_page() {
+  void *m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return m == MAP_FAILED ? nullptr : static_cast<unsigned char *>(m);
+}
+
+/// Writes a chunk header for a 64-byte chunk in use (flags as given) before `p` and the
+/// next chunk's header with PREV_INUSE after it.
+void forge_chunk(unsigned char *p, std::uint64_t flags) {
+  const std::uint64_t header[2] = {0, 64 | flags};
+  std::memcpy(p - 16, header, sizeof header);
+  const std::uint64_t next[2] = {0, 32 | 1};
+  std::memcpy(p - 16 + 64, next, sizeof next);
+}
+
+} // namespace
+
+TEST(Ownership, FreeOfAForgedMainArenaChunkOutsideTheProgramBreakIsReported) {
+  unsigned char *page = fresh_page();
+  ASSERT_NE(page, nullptr);
+  unsigned char *fake = page + 256;
+  forge_chunk(fake, /*PREV_INUSE*/ 1);
+  unsigned char before[4096];
+  std::memcpy(before, page, sizeof before);
+  report_recorder reports;
+  std::free(fake);
+  ASSERT_EQ(reports.count(), 1u) << "a forged chunk header was passed to glibc";
+  EXPECT_EQ(reports[0].error, RAM_ERROR_INVALID_FREE);
+  EXPECT_EQ(reports[0].pointer, fake);
+  EXPECT_EQ(std::memcmp(before, page, sizeof before), 0) << "the page was written";
+  EXPECT_EQ(malloc_usable_size(fake), 0u);
+}
+
+TEST(Ownership, FreeOfAForgedThreadArenaChunkOutsideAnyGlibcHeapIsReported) {
+  unsigned char *page = fresh_page();
+  ASSERT_NE(page, nullptr);
+  unsigned char *fake = page + 256;
+  forge_chunk(fake, /*PREV_INUSE | NON_MAIN_ARENA*/ 1 | 4);
+  unsigned char before[4096];
+  std::memcpy(before, page, sizeof before);
+  report_recorder reports;
+  std::free(fake);
+  ASSERT_EQ(reports.count(), 1u) << "a forged chunk header was passed to glibc";
+  EXPECT_EQ(reports[0].error, RAM_ERROR_INVALID_FREE);
+  EXPECT_EQ(std::memcmp(before, page, sizeof before), 0) << "the page was written";
 }
 
 TEST(Ownership, FreeOfAStackAddressIsReportedAndChangesNothing) {

@@ -387,6 +387,45 @@ TEST(BadInputDeathTest, DoubleFreeAbortsWhenOnInvalidIsAbort) {
       "");
 }
 
+// Issue 8 item 17: until the options were loaded, on_invalid was "abort" whatever the
+// build or the environment said, so a bad free made before the first heap existed aborted
+// even a release build. The death-test child is a fresh process: its first ramalloc call
+// is the bad free.
+TEST(BadInputBeforeFirstUse, BadFreeFollowsRamallocOnInvalidFromTheEnvironment) {
+#if RAMALLOC_TEST_WITH_OVERRIDE
+  GTEST_SKIP() << "with the override, the harness allocates (and loads options) before main";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::setenv("RAMALLOC_ON_INVALID", "warn", 1);
+        int on_stack = 0;
+        ram_free(&on_stack);
+        std::fprintf(stderr, "still running\n");
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "invalid free[^\n]*\n(.|\n)*still running");
+}
+
+TEST(BadInputBeforeFirstUse, BadFreeFollowsTheBuildsDefaultOnInvalid) {
+#if RAMALLOC_TEST_WITH_OVERRIDE
+  GTEST_SKIP() << "with the override, the harness allocates (and loads options) before main";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto bad_free_first = [] {
+    ::unsetenv("RAMALLOC_ON_INVALID");
+    int on_stack = 0;
+    ram_free(&on_stack);
+    std::fprintf(stderr, "still running\n");
+    std::_Exit(0);
+  };
+  // The library and this test are built with the same NDEBUG setting.
+  if (ramalloc::options{}.on_invalid == ramalloc::options::on_invalid_mode::abort)
+    EXPECT_DEATH(bad_free_first(), "invalid free");
+  else
+    EXPECT_EXIT(bad_free_first(), testing::ExitedWithCode(0), "still running");
+}
+
 TEST(BadInputNoCallback, IgnoreModeKeepsRunningAfterABadFree) {
   ramalloc::options saved = ramalloc::get_options();
   ramalloc::options o = saved;

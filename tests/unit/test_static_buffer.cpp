@@ -314,3 +314,104 @@ TEST(StaticBuffer, HugeBlocksOfOtherHeapsCoexistWithAStaticHeapOverMallocMemory)
   }
   glibc_free(buffer);
 }
+
+// --- the buffer holds blocks only (issue 8 items 12 and 18) ------------------------------
+//
+// A static heap keeps its bookkeeping (region header, slice tables, page descriptors) in
+// allocator-owned metadata, never in the caller's buffer: constructing a heap writes
+// nothing there, a failed constructor leaves the buffer as it was, and query or a foreign
+// free never reads it, so they stay safe once the caller unmaps or protects the buffer
+// (as they must for a thread that looked the region up just before the heap went away).
+
+namespace {
+
+/// A read-write mapping of `size` bytes inside one 1 GiB granule (so heaps over parts of
+/// it share a page-map entry), filled with `fill`.
+class granule_mapping {
+public:
+  granule_mapping(std::size_t size, unsigned char fill) : size_(size) {
+    total_ = 2 * size;
+    raw_ = ::mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw_ == MAP_FAILED)
+      throw std::runtime_error("mmap failed");
+    data_ = reinterpret_cast<unsigned char *>(align_up(addr(raw_), size)); // size divides 1 GiB
+    std::memset(data_, fill, size);
+  }
+  ~granule_mapping() { ::munmap(raw_, total_); }
+  granule_mapping(const granule_mapping &) = delete;
+  granule_mapping &operator=(const granule_mapping &) = delete;
+  unsigned char *data() const { return data_; }
+  /// Bytes in [from, from + n) that are not `fill`.
+  std::size_t changed(std::size_t from, std::size_t n, unsigned char fill) const {
+    std::size_t count = 0;
+    for (std::size_t i = from; i < from + n; ++i)
+      count += data_[i] != fill;
+    return count;
+  }
+
+private:
+  void *raw_ = nullptr;
+  std::size_t total_ = 0, size_;
+  unsigned char *data_ = nullptr;
+};
+
+} // namespace
+
+TEST(StaticBuffer, ConstructingAHeapWritesNothingIntoTheBuffer) {
+  granule_mapping m(4 * MiB, 0xA5);
+  {
+    ramalloc::heap h(m.data(), 4 * MiB);
+    EXPECT_EQ(m.changed(0, 4 * MiB, 0xA5), 0u) << "the heap's bookkeeping landed in the buffer";
+  }
+  EXPECT_EQ(m.changed(0, 4 * MiB, 0xA5), 0u) << "destroying an unused heap wrote the buffer";
+}
+
+TEST(StaticBuffer, FailedConstructorLeavesTheBufferUntouched) {
+  granule_mapping m(4 * MiB, 0x3C);
+  ramalloc::heap first(m.data(), 2 * MiB);
+  // The second half shares the first half's 1 GiB page-map entry: rejected.
+  EXPECT_THROW({ ramalloc::heap second(m.data() + 2 * MiB, 2 * MiB); }, std::invalid_argument);
+  EXPECT_EQ(m.changed(2 * MiB, 2 * MiB, 0x3C), 0u) << "a failed constructor wrote the buffer";
+}
+
+TEST(StaticBuffer, QueryAndForeignFreeNeverReadTheBuffer) {
+  granule_mapping m(4 * MiB, 0);
+  unsigned char *buffer = m.data();            // [0, 2 MiB): the heap's buffer
+  unsigned char *foreign = m.data() + 3 * MiB; // same granule, not the heap's
+  error_recorder errors{ramalloc::options::on_invalid_mode::warn};
+  {
+    ramalloc::heap h(buffer, 2 * MiB);
+    void *p = h.acquire(100);
+    ASSERT_NE(p, nullptr);
+    // From here on any read of the buffer faults.
+    ASSERT_EQ(::mprotect(buffer, 2 * MiB, PROT_NONE), 0);
+    const auto q = ramalloc::query(p);
+    const auto q_foreign = ramalloc::query(foreign);
+    const auto q_tail = ramalloc::query(buffer + 2 * MiB - 1);
+    ram_free(foreign); // not ours: reported, never read
+    ASSERT_EQ(::mprotect(buffer, 2 * MiB, PROT_READ | PROT_WRITE), 0);
+    ASSERT_TRUE(q.has_value());
+    EXPECT_EQ(q->start, p);
+    EXPECT_EQ(q->owner, h.id());
+    EXPECT_FALSE(q_foreign.has_value());
+    EXPECT_FALSE(q_tail.has_value()) << "a free span of the buffer is not a block";
+    const auto reports = errors.reports();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(reports[0].error, RAM_ERROR_INVALID_FREE);
+    ramalloc::discard(p);
+  }
+}
+
+TEST(StaticBuffer, HeapsMadeOneAfterAnotherStartFromCleanTablesWhateverTheBuffer) {
+  // Each heap's header is the previous one's, recycled: nothing of the old layout may
+  // show through (a stale descriptor would make query report a block that does not exist).
+  for (std::size_t size : {4 * MiB, 1 * MiB, 3 * MiB + 1000, 256 * KiB}) {
+    SCOPED_TRACE(size);
+    exercise_static_heap(size, size % slice_size);
+    guarded_buffer buf(size, 0);
+    ramalloc::heap h(buf.data(), buf.size());
+    for (std::size_t off = 0; off < size; off += 4 * KiB)
+      EXPECT_FALSE(ramalloc::query(static_cast<unsigned char *>(buf.data()) + off).has_value())
+          << "offset " << off << " of a fresh static heap looks allocated";
+  }
+}

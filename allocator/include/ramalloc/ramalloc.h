@@ -123,7 +123,9 @@ RAMALLOC_API void ram_get_heap_stats(ram_stats *out);
  *  Returns 0 on success; on a bad name or value, reports RAM_ERROR_BAD_OPTION with a
  *  message naming the variable and returns -1 (errno EINVAL). */
 RAMALLOC_API int ram_set_option(const char *name, const char *value);
-/** Installs the error callback (NULL restores the default). */
+/** Installs the error callback (NULL restores the default). `fn` and `context` are
+ *  published together: a concurrent report gets the old pair or the new pair, never a
+ *  mix. A report already in flight may still reach the old callback after this returns. */
 RAMALLOC_API void ram_set_error_handler(ram_error_fn fn, void *context);
 
 #ifdef __cplusplus

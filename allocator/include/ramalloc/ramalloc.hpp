@@ -62,7 +62,10 @@ struct options {
 /// Current options. Thread-safe.
 options get_options() noexcept;
 /// Replaces all options. Thread-safe; takes effect from the next slow path or reclaim.
-void set_options(const options &opts) noexcept;
+/// Every field must lie in the range its environment variable accepts (docs/tuning.md):
+/// otherwise nothing changes, each bad field is reported (RAM_ERROR_BAD_OPTION, the
+/// message names its variable) and false is returned. Returns true when applied.
+bool set_options(const options &opts) noexcept;
 /// Sets one option by its environment-variable name; returns false (and reports a
 /// message naming the variable through the error callback) when the name or value is bad.
 bool set_option(const char *name, const char *value) noexcept;
@@ -75,8 +78,11 @@ public:
   /// A heap that takes memory from the operating system.
   heap();
   /// A heap that allocates only from `buffer` (at least 256 KiB); exhaustion returns
-  /// nullptr. The buffer must outlive every block allocated from it. Throws
-  /// std::invalid_argument (with the reason) when the buffer cannot be used.
+  /// nullptr. Every whole 64 KiB-aligned slice of the buffer holds blocks: the heap's
+  /// bookkeeping lives in allocator metadata, so constructing it writes nothing into the
+  /// buffer and query never reads it. The buffer must outlive every block allocated from
+  /// it. Throws std::invalid_argument (with the reason) when the buffer cannot be used;
+  /// the buffer is then left untouched.
   heap(void *buffer, std::size_t size);
   /// Pays the heap's debt and returns its free memory. Blocks still live stay valid and
   /// may be discarded later from any thread: the heap is then orphaned and drained by

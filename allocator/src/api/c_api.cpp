@@ -90,14 +90,7 @@ void *ram_calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  void *p = malloc_impl(total);
-  if (p == nullptr)
-    return nullptr;
-  // Fresh huge mappings are zero already; everything else may hold old data.
-  const auto q = ramalloc::query(p);
-  if (q->kind != block_info::block_kind::huge)
-    std::memset(p, 0, total);
-  return p;
+  return calloc_counted(total);
 }
 
 void *ram_realloc(void *p, size_t size) {

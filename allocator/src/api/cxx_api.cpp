@@ -10,6 +10,7 @@ using namespace detail;
 
 namespace detail {
 bool apply_option(const char *name, const char *value) noexcept;
+bool apply_options(const options &o) noexcept;
 void set_error_handler(ram_error_fn fn, void *context) noexcept;
 #if defined(RAMALLOC_DEBUG)
 void read_max_steps(std::uint64_t &a, std::uint64_t &d) noexcept;
@@ -73,12 +74,17 @@ std::optional<block_info> query(const void *p) noexcept {
     return std::nullopt;
   block_info info;
   const auto *b = static_cast<const std::byte *>(p);
+  // Every racy field is read once, and the answer is checked for consistency (the block
+  // holds p and lies inside its span or mapping): a query racing with the block's free or
+  // its page's reformatting may be stale, but never describes memory outside it.
   if (r->kind == region_kind::huge) {
     const void *owner = r->owner.load(std::memory_order_relaxed);
-    if (owner == nullptr || b < r->huge_start || b >= r->huge_start + r->huge_usable)
+    std::byte *start = r->huge_start;
+    const std::size_t usable = r->huge_usable;
+    if (owner == nullptr || b < start || static_cast<std::size_t>(b - start) >= usable)
       return std::nullopt;
-    info.start = r->huge_start;
-    info.usable_size = r->huge_usable;
+    info.start = start;
+    info.usable_size = usable;
     info.owner = owner;
     info.kind = block_info::block_kind::huge;
   } else {
@@ -89,6 +95,9 @@ std::optional<block_info> query(const void *p) noexcept {
     const auto off = static_cast<std::size_t>(b - span);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
+    const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
+    if (bs == 0 || std::size_t{bs} > std::size_t{slices} * slice_size)
+      return std::nullopt;
     if (cap == 1) {
       if (off >= bs)
         return std::nullopt;
@@ -96,11 +105,12 @@ std::optional<block_info> query(const void *p) noexcept {
       info.kind = block_info::block_kind::large;
     } else {
       const std::uint32_t idx = pg->block_index(off);
-      if (idx >= cap)
-        return std::nullopt; // the unused tail of the page
-      info.start = span + std::size_t{idx} * bs;
-      info.kind = pg->slices.load(std::memory_order_relaxed) == 1 ? block_info::block_kind::small
-                                                                  : block_info::block_kind::medium;
+      const std::size_t first = std::size_t{idx} * bs;
+      if (idx >= cap || off < first || off - first >= bs ||
+          first + bs > std::size_t{slices} * slice_size)
+        return std::nullopt; // the unused tail of the page (or a page being reformatted)
+      info.start = span + first;
+      info.kind = slices == 1 ? block_info::block_kind::small : block_info::block_kind::medium;
     }
     info.usable_size = bs;
     info.owner = r->owner.load(std::memory_order_relaxed);
@@ -132,17 +142,9 @@ options get_options() noexcept {
   return o;
 }
 
-void set_options(const options &o) noexcept {
+bool set_options(const options &o) noexcept {
   load_options_once();
-  g_options.purge_delay_ms.store(o.purge_delay_ms, std::memory_order_relaxed);
-  g_options.purge_budget.store(o.purge_budget < slice_size ? slice_size : o.purge_budget,
-                               std::memory_order_relaxed);
-  g_options.reserve.store(o.reserve, std::memory_order_relaxed);
-  g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
-  g_options.debt_slice.store(o.debt_slice == 0 ? 1 : o.debt_slice, std::memory_order_relaxed);
-  g_options.verbose.store(o.verbose, std::memory_order_relaxed);
-  g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
-  g_options.on_invalid.store(static_cast<std::uint8_t>(o.on_invalid), std::memory_order_relaxed);
+  return apply_options(o);
 }
 
 bool set_option(const char *name, const char *value) noexcept {

@@ -9,14 +9,18 @@
 namespace ramalloc::detail {
 
 /// Anything above medium_max: a large span or a huge mapping. `align` is a power of two.
-RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size,
-                                          std::size_t align) noexcept {
+/// `zeroed` (when given) tells whether the block is known to be zero (a huge mapping is
+/// always fresh; a large span when it comes from never-touched or purged memory).
+RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::size_t align,
+                                          bool *zeroed = nullptr) noexcept {
   if (size > max_request) {
     errno = ENOMEM;
     return nullptr;
   }
   if (size <= large_max && align <= region_size / 4)
-    return heap_alloc_large(h, size, align);
+    return heap_alloc_large(h, size, align, zeroed);
+  if (zeroed != nullptr)
+    *zeroed = true;
   return heap_alloc_huge(h, size, align);
 }
 
@@ -115,6 +119,22 @@ RAMALLOC_FAST_PATH void *malloc_counted(std::size_t size) noexcept {
                 ? alloc_malloc(h, size)
                 : alloc_unbound([=](heap_state *u) { return alloc_malloc(u, size); });
   steps_end_acquire();
+  return p;
+}
+
+/// calloc's allocation of `size` (already checked for overflow) bytes, zeroed. Memory the
+/// kernel hands out as zero pages (a huge mapping, a large span never touched or purged)
+/// is not written: a 32 MiB calloc then costs no page fault until it is used.
+inline void *calloc_counted(std::size_t size) noexcept {
+  steps_begin();
+  heap_state *h = current_state();
+  bool zeroed = false;
+  void *p = RAMALLOC_UNLIKELY(h == nullptr) ? (errno = ENOMEM, nullptr)
+            : size <= medium_max            ? alloc_malloc(h, size)
+                                            : alloc_big(h, size, slice_size, &zeroed);
+  steps_end_acquire();
+  if (p != nullptr && !zeroed)
+    __builtin_memset(p, 0, size);
   return p;
 }
 

@@ -11,6 +11,18 @@
 
 namespace ramalloc::detail {
 
+/// on_invalid before and after the environment is read: the documented default of the
+/// build (abort in debug builds, warn in release builds), so a bad free reported before
+/// the first heap exists follows it too.
+#ifdef NDEBUG
+inline constexpr std::uint8_t default_on_invalid = 1;
+#else
+inline constexpr std::uint8_t default_on_invalid = 0;
+#endif
+
+/// States of the one-time read of the environment (runtime_options::load_state).
+enum options_load_state : int { options_unloaded = 0, options_loading = 1, options_loaded = 2 };
+
 /// Options as the core reads them: plain relaxed atomics, so a setter on one thread and
 /// readers on others never race and no lock is taken.
 struct runtime_options {
@@ -21,12 +33,15 @@ struct runtime_options {
   std::atomic<std::uint32_t> debt_slice{2};
   std::atomic<bool> verbose{false};
   std::atomic<bool> auto_purge{true};
-  std::atomic<std::uint8_t> on_invalid{0}; // 0 abort, 1 warn, 2 ignore
-  std::atomic<bool> loaded{false};
+  std::atomic<std::uint8_t> on_invalid{default_on_invalid}; // 0 abort, 1 warn, 2 ignore
+  std::atomic<int> load_state{options_unloaded};            // options_load_state
 };
 extern runtime_options g_options;
 
-/// Reads RAMALLOC_* from the environment once (idempotent, allocation-free).
+/// Reads RAMALLOC_* from the environment exactly once per process (allocation-free).
+/// The first caller reads; concurrent first callers wait (futex) until it is done, so
+/// none of them sees half-loaded options and a set_option made after it returns is
+/// never overwritten by the environment. Afterwards: one acquire load.
 void load_options_once() noexcept;
 
 /// Reports bad input (never returns for on_invalid=abort). Allocation-free.

@@ -12,12 +12,43 @@
 namespace ramalloc::detail {
 
 namespace {
+
+// The callback and its context are one unit, published under a sequence lock: a report
+// racing with ram_set_error_handler gets the old pair or the new pair, never the old
+// callback with the new context. The sequence is odd while a writer changes the pair;
+// writers take turns on it. Both words are atomics, so readers never race with writers.
+constinit std::atomic<std::uint64_t> g_handler_seq{0};
+constinit std::atomic<ram_error_fn> g_error_fn{nullptr};
+constinit std::atomic<void *> g_error_context{nullptr};
+
 struct handler {
   ram_error_fn fn;
   void *context;
 };
-constinit std::atomic<ram_error_fn> g_error_fn{nullptr};
-constinit std::atomic<void *> g_error_context{nullptr};
+
+/// A spin-wait hint while another thread is mid-change (handler changes are rare).
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// A consistent (callback, context) pair. Retries only while a writer is mid-change.
+handler current_handler() noexcept {
+  for (;;) {
+    const std::uint64_t before = g_handler_seq.load(std::memory_order_acquire);
+    if ((before & 1) == 0) {
+      const handler h{g_error_fn.load(std::memory_order_relaxed),
+                      g_error_context.load(std::memory_order_relaxed)};
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (g_handler_seq.load(std::memory_order_relaxed) == before)
+        return h;
+    }
+    spin_pause();
+  }
+}
 
 void write_all(const char *s, std::size_t n) noexcept {
   while (n > 0) {
@@ -56,8 +87,14 @@ const char *error_name(ram_error e) noexcept {
 }
 
 void report_error(ram_error kind, const void *p, const char *what) noexcept {
-  if (ram_error_fn fn = g_error_fn.load(std::memory_order_acquire)) {
-    fn(kind, p, what, g_error_context.load(std::memory_order_acquire));
+  const bool bad_free = kind == RAM_ERROR_INVALID_FREE || kind == RAM_ERROR_INTERIOR_FREE ||
+                        kind == RAM_ERROR_DOUBLE_FREE;
+  // A bad free may come before anything else loaded the options (the first call of a
+  // program under LD_PRELOAD, say): RAMALLOC_ON_INVALID must still decide what follows.
+  if (bad_free)
+    load_options_once();
+  if (const handler h = current_handler(); h.fn != nullptr) {
+    h.fn(kind, p, what, h.context);
   } else {
     char buf[512];
     const int n =
@@ -69,15 +106,23 @@ void report_error(ram_error kind, const void *p, const char *what) noexcept {
                                                               : sizeof buf - 1);
   }
   // Options and out-of-memory reports are informational; bad frees follow on_invalid.
-  const bool bad_free = kind == RAM_ERROR_INVALID_FREE || kind == RAM_ERROR_INTERIOR_FREE ||
-                        kind == RAM_ERROR_DOUBLE_FREE;
   if (bad_free && g_options.on_invalid.load(std::memory_order_relaxed) == 0)
     std::abort();
 }
 
 void set_error_handler(ram_error_fn fn, void *context) noexcept {
-  g_error_context.store(context, std::memory_order_release);
-  g_error_fn.store(fn, std::memory_order_release);
+  std::uint64_t seq = g_handler_seq.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((seq & 1) == 0 && g_handler_seq.compare_exchange_weak(
+                              seq, seq + 1, std::memory_order_acquire, std::memory_order_relaxed))
+      break;
+    spin_pause();
+    seq = g_handler_seq.load(std::memory_order_relaxed);
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  g_error_fn.store(fn, std::memory_order_relaxed);
+  g_error_context.store(context, std::memory_order_relaxed);
+  g_handler_seq.store(seq + 2, std::memory_order_release);
 }
 
 } // namespace ramalloc::detail

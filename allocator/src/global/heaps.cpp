@@ -72,7 +72,8 @@ bool is_drained(const heap_state *h) noexcept {
           h->committed.get() <= g_options.reserve.load(std::memory_order_relaxed));
 }
 
-/// Forgets a static-buffer heap's region (its memory is the caller's, not ours).
+/// Forgets a static-buffer heap's region (its memory is the caller's, not ours) and
+/// recycles the region's header.
 void drop_static_region(heap_state *h) noexcept {
   region *r = h->static_region;
   if (r == nullptr)
@@ -90,6 +91,7 @@ void drop_static_region(heap_state *h) noexcept {
   h->static_region = nullptr;
   h->reserved.sub(r->map_size);
   h->committed.sub(r->map_size);
+  static_region_recycle(r); // its header is allocator metadata (mem/region.cpp)
 }
 
 std::size_t service_on_slow_path(std::size_t budget) noexcept;

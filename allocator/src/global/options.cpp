@@ -8,12 +8,40 @@
 #include <ctime>
 
 #include "common/runtime.hpp"
+#include "ramalloc/ramalloc.hpp"
 
 namespace ramalloc::detail {
 
 constinit runtime_options g_options{};
 
 namespace {
+
+// The documented ranges (docs/tuning.md), shared by set_option, set_options and the
+// environment. Each keeps one reclaim, purge or acquire step bounded.
+constexpr std::uint64_t max_purge_delay_ms = 86400000;
+constexpr std::uint64_t min_purge_budget = slice_size;
+constexpr std::uint64_t max_reserve = std::uint64_t{512} << 20;
+constexpr std::uint64_t max_page_cache = 1024;
+constexpr std::uint64_t min_debt_slice = 1, max_debt_slice = 64;
+
+constexpr const char *purge_delay_range = "milliseconds from 0 to 86400000";
+constexpr const char *purge_budget_range =
+    "a byte count of at least 64K (suffixes K, M, G allowed)";
+constexpr const char *reserve_range = "a byte count up to 512M (suffixes K, M, G allowed)";
+constexpr const char *page_cache_range = "a page count from 0 to 1024";
+constexpr const char *debt_slice_range = "a unit count from 1 to 64";
+constexpr const char *bool_range = "0/1, true/false, yes/no or on/off";
+constexpr const char *on_invalid_range = "abort, warn or ignore";
+
+/// Every variable apply_option knows, in the order the environment is read.
+constexpr const char *option_names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
+                                        "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
+                                        "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
+                                        "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID"};
+
+// Set while this thread reads the environment: a report callback that allocates (and so
+// re-enters load_options_once) must not wait for itself.
+constinit thread_local bool t_loading_options __attribute__((tls_model("initial-exec"))) = false;
 
 /// Parses a byte count: decimal digits with an optional K/M/G suffix (binary units).
 bool parse_bytes(const char *s, std::uint64_t &out) noexcept {
@@ -85,11 +113,22 @@ bool parse_bool(const char *s, bool &out) noexcept {
   return false;
 }
 
-void reject(const char *name, const char *value, const char *expected) noexcept {
+void reject(const char *name, const char *value, const char *expected,
+            const char *kept = "the previous value") noexcept {
   char msg[256];
   std::snprintf(msg, sizeof msg, "%s=\"%.64s\" rejected: expected %s; keeping %s", name, value,
-                expected, "the previous value");
+                expected, kept);
   report_error(RAM_ERROR_BAD_OPTION, nullptr, msg);
+}
+
+/// set_options' check of one field: reports it (naming its variable) when out of range.
+bool field_ok(bool ok, const char *name, std::uint64_t value, const char *expected) noexcept {
+  if (!ok) {
+    char text[24];
+    std::snprintf(text, sizeof text, "%llu", static_cast<unsigned long long>(value));
+    reject(name, text, expected, "every previous option (set_options changed nothing)");
+  }
+  return ok;
 }
 
 } // namespace
@@ -106,44 +145,44 @@ bool apply_option(const char *name, const char *value) noexcept {
   std::uint64_t n = 0;
   bool b = false;
   if (std::strcmp(name, "RAMALLOC_PURGE_DELAY_MS") == 0) {
-    if (!parse_count(value, n) || n > 86400000ull) {
-      reject(name, value, "milliseconds from 0 to 86400000");
+    if (!parse_count(value, n) || n > max_purge_delay_ms) {
+      reject(name, value, purge_delay_range);
       return false;
     }
     g_options.purge_delay_ms.store(n, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_PURGE_BUDGET") == 0) {
-    if (!parse_bytes(value, n) || n < slice_size) {
-      reject(name, value, "a byte count of at least 64K (suffixes K, M, G allowed)");
+    if (!parse_bytes(value, n) || n < min_purge_budget) {
+      reject(name, value, purge_budget_range);
       return false;
     }
     g_options.purge_budget.store(n, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_RESERVE") == 0) {
-    if (!parse_bytes(value, n) || n > (std::uint64_t{512} << 20)) {
-      reject(name, value, "a byte count up to 512M (suffixes K, M, G allowed)");
+    if (!parse_bytes(value, n) || n > max_reserve) {
+      reject(name, value, reserve_range);
       return false;
     }
     g_options.reserve.store(n, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_PAGE_CACHE") == 0) {
-    if (!parse_count(value, n) || n > 1024) {
-      reject(name, value, "a page count from 0 to 1024");
+    if (!parse_count(value, n) || n > max_page_cache) {
+      reject(name, value, page_cache_range);
       return false;
     }
     g_options.page_cache.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_DEBT_SLICE") == 0) {
-    if (!parse_count(value, n) || n < 1 || n > 64) {
-      reject(name, value, "a unit count from 1 to 64");
+    if (!parse_count(value, n) || n < min_debt_slice || n > max_debt_slice) {
+      reject(name, value, debt_slice_range);
       return false;
     }
     g_options.debt_slice.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_VERBOSE") == 0) {
     if (!parse_bool(value, b)) {
-      reject(name, value, "0/1, true/false, yes/no or on/off");
+      reject(name, value, bool_range);
       return false;
     }
     g_options.verbose.store(b, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_AUTO_PURGE") == 0) {
     if (!parse_bool(value, b)) {
-      reject(name, value, "0/1, true/false, yes/no or on/off");
+      reject(name, value, bool_range);
       return false;
     }
     g_options.auto_purge.store(b, std::memory_order_relaxed);
@@ -156,7 +195,7 @@ bool apply_option(const char *name, const char *value) noexcept {
     else if (std::strcmp(value, "ignore") == 0)
       mode = 2;
     else {
-      reject(name, value, "abort, warn or ignore");
+      reject(name, value, on_invalid_range);
       return false;
     }
     g_options.on_invalid.store(mode, std::memory_order_relaxed);
@@ -169,22 +208,56 @@ bool apply_option(const char *name, const char *value) noexcept {
   return true;
 }
 
+bool apply_options(const ramalloc::options &o) noexcept {
+  // Every field is checked (and each bad one reported) before anything is stored, so a
+  // rejected struct changes nothing.
+  bool ok = field_ok(o.purge_delay_ms <= max_purge_delay_ms, "RAMALLOC_PURGE_DELAY_MS",
+                     o.purge_delay_ms, purge_delay_range);
+  ok &= field_ok(o.purge_budget >= min_purge_budget, "RAMALLOC_PURGE_BUDGET", o.purge_budget,
+                 purge_budget_range);
+  ok &= field_ok(o.reserve <= max_reserve, "RAMALLOC_RESERVE", o.reserve, reserve_range);
+  ok &= field_ok(o.page_cache <= max_page_cache, "RAMALLOC_PAGE_CACHE", o.page_cache,
+                 page_cache_range);
+  ok &= field_ok(o.debt_slice >= min_debt_slice && o.debt_slice <= max_debt_slice,
+                 "RAMALLOC_DEBT_SLICE", o.debt_slice, debt_slice_range);
+  const auto mode = static_cast<std::uint8_t>(o.on_invalid);
+  ok &= field_ok(mode <= 2, "RAMALLOC_ON_INVALID", mode, on_invalid_range);
+  if (!ok)
+    return false;
+  g_options.purge_delay_ms.store(o.purge_delay_ms, std::memory_order_relaxed);
+  g_options.purge_budget.store(o.purge_budget, std::memory_order_relaxed);
+  g_options.reserve.store(o.reserve, std::memory_order_relaxed);
+  g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
+  g_options.debt_slice.store(o.debt_slice, std::memory_order_relaxed);
+  g_options.verbose.store(o.verbose, std::memory_order_relaxed);
+  g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
+  g_options.on_invalid.store(mode, std::memory_order_relaxed);
+  return true;
+}
+
 void load_options_once() noexcept {
-  if (g_options.loaded.load(std::memory_order_acquire))
+  int state = g_options.load_state.load(std::memory_order_acquire);
+  if (RAMALLOC_LIKELY(state == options_loaded))
     return;
-#ifdef NDEBUG
-  g_options.on_invalid.store(1, std::memory_order_relaxed);
-#else
-  g_options.on_invalid.store(0, std::memory_order_relaxed);
-#endif
-  static constexpr const char *names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
-                                          "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
-                                          "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
-                                          "RAMALLOC_ON_INVALID"};
-  for (const char *name : names)
-    if (const char *v = std::getenv(name))
-      apply_option(name, v);
-  g_options.loaded.store(true, std::memory_order_release);
+  if (state == options_unloaded &&
+      g_options.load_state.compare_exchange_strong(
+          state, options_loading, std::memory_order_acquire, std::memory_order_acquire)) {
+    // This thread reads the environment; the defaults (on_invalid included) are already
+    // in place, so nothing is reset here.
+    t_loading_options = true;
+    for (const char *name : option_names)
+      if (const char *v = std::getenv(name))
+        apply_option(name, v);
+    t_loading_options = false;
+    g_options.load_state.store(options_loaded, std::memory_order_release);
+    g_options.load_state.notify_all();
+    return;
+  }
+  if (t_loading_options)
+    return; // re-entered from a report made while this thread reads the environment
+  // Another thread is reading it (a handful of getenv calls): wait until it is done.
+  while ((state = g_options.load_state.load(std::memory_order_acquire)) != options_loaded)
+    g_options.load_state.wait(state, std::memory_order_acquire);
 }
 
 std::uint64_t now_ms() noexcept {

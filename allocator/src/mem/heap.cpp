@@ -377,10 +377,10 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
   }
 }
 
-void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept {
+void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool *zeroed) noexcept {
   const auto n = static_cast<std::uint32_t>((size + slice_size - 1) / slice_size);
   const auto align_slices = static_cast<std::uint32_t>(align > slice_size ? align / slice_size : 1);
-  page *pg = span_alloc(h, n, align_slices);
+  page *pg = span_alloc(h, n, align_slices, zeroed);
   if (pg == nullptr) {
     errno = ENOMEM;
     return nullptr;

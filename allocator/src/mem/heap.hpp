@@ -117,8 +117,10 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept 
   return b;
 }
 
-/// Large spans (one block) and huge mappings; `align` is a power of two.
-void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align) noexcept;
+/// Large spans (one block) and huge mappings; `align` is a power of two. `zeroed`: see
+/// span_alloc (calloc skips its memset when the span is known to be zero).
+void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align,
+                       bool *zeroed = nullptr) noexcept;
 void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexcept;
 
 enum class free_result : std::uint8_t {

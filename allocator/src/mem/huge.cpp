@@ -1,8 +1,13 @@
 // Huge blocks (above large_max): one mapping of whole 1 GiB granules each, registered in the page
 // map so query and free find them in O(1); freed straight back to the OS. Their
 // descriptors live in metadata memory, so a racing query never reads an unmapped header.
+//
+// Bound: acquire and free are O(size / 1 GiB) here — one page-map CAS (register) or
+// store (unregister) per granule — plus the kernel's mmap/munmap, whose unmapping cost
+// grows with the pages the block made resident. One step up to 1 GiB; see design.md.
 #include <cerrno>
 
+#include "ds/tagged_stack.hpp"
 #include "mem/heap.hpp"
 #include "pal/meta_arena.hpp"
 #include "pal/os_pages.hpp"
@@ -10,32 +15,28 @@
 namespace ramalloc::detail {
 
 namespace {
-// A lock-free stack of recycled descriptors. The tag in the low bits (descriptors are
-// 64-byte aligned) defeats ABA.
-constinit std::atomic<std::uintptr_t> g_free_huge{0};
-constexpr std::uintptr_t tag_mask = 63;
+// Recycled descriptors: a lock-free stack with a 16-bit ABA tag and an atomic link
+// (descriptors live in metadata memory and are never unmapped).
+constinit tagged_stack<region, &region::free_next> g_free_huge{};
 } // namespace
 
 region *huge_region_new() noexcept {
-  std::uintptr_t top = g_free_huge.load(std::memory_order_acquire);
-  while ((top & ~tag_mask) != 0) {
-    auto *r = reinterpret_cast<region *>(top & ~tag_mask);
-    const auto next = reinterpret_cast<std::uintptr_t>(r->links.next);
-    if (g_free_huge.compare_exchange_weak(top, next | ((top + 1) & tag_mask),
-                                          std::memory_order_acq_rel, std::memory_order_acquire))
-      return r;
-  }
+  if (region *r = g_free_huge.pop())
+    return r;
   void *mem = meta_alloc(sizeof(region), 64);
-  return mem == nullptr ? nullptr : new (mem) region{};
+  if (mem == nullptr)
+    return nullptr;
+  // What never changes for a huge descriptor is written once, before any reader can
+  // find it; the rest is rewritten (relaxed) at each use.
+  auto *r = new (mem) region{};
+  r->kind = region_kind::huge;
+  r->slice_count = 0;
+  r->first_slice = 0;
+  return r;
 }
 
 void huge_region_recycle(region *r) noexcept {
-  std::uintptr_t top = g_free_huge.load(std::memory_order_relaxed);
-  do {
-    r->links.next = reinterpret_cast<region *>(top & ~tag_mask);
-  } while (!g_free_huge.compare_exchange_weak(
-      top, reinterpret_cast<std::uintptr_t>(r) | ((top + 1) & tag_mask), std::memory_order_acq_rel,
-      std::memory_order_relaxed));
+  g_free_huge.push(r);
 }
 
 void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexcept {
@@ -58,11 +59,9 @@ void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexce
     return nullptr;
   }
   r->base = static_cast<std::byte *>(mem);
-  r->kind = region_kind::huge;
   r->map_size = map;
-  r->huge_start = r->base;
+  r->huge_start = static_cast<std::byte *>(mem);
   r->huge_usable = usable;
-  r->slice_count = r->first_slice = 0;
   r->owner.store(h, std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, mem, map), "huge mapping overlaps the page map");
   h->huge_live_bytes.fetch_add(usable, std::memory_order_relaxed);

@@ -2,9 +2,58 @@
 
 #include <new>
 
+#include "ds/tagged_stack.hpp"
+#include "pal/meta_arena.hpp"
+#include "pal/os_pages.hpp"
+
 namespace ramalloc::detail {
 
 constinit std::atomic<std::uintptr_t> page_map[granule_count] = {};
+
+namespace {
+
+// A static region's header: the struct alone on the first OS page (it is never purged,
+// so its link and fixed fields survive recycling), then slice_head[] and the
+// descriptors for a full region, whatever the buffer's size (address space only: the
+// tables of a small buffer's slices are the only pages touched).
+constexpr std::size_t static_tables_offset = os_page_size;
+constexpr std::size_t static_pages_offset =
+    static_tables_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
+constexpr std::size_t static_header_bytes =
+    align_up(static_pages_offset + slices_per_region * sizeof(page), os_page_size);
+static_assert(sizeof(region) <= static_tables_offset);
+
+constinit tagged_stack<region, &region::free_next> g_free_static{};
+
+} // namespace
+
+region *static_region_new(std::byte *base, std::uint32_t slices) noexcept {
+  region *r = g_free_static.pop();
+  if (r == nullptr) {
+    auto *at = static_cast<std::byte *>(meta_alloc(static_header_bytes, os_page_size));
+    if (at == nullptr)
+      return nullptr;
+    r = new (at) region{};
+    r->kind = region_kind::static_buffer;
+    r->first_slice = 0; // the header is out of band: every slice holds blocks
+    r->slice_head = reinterpret_cast<std::atomic<std::uint16_t> *>(at + static_tables_offset);
+    r->pages = reinterpret_cast<page *>(at + static_pages_offset);
+  }
+  // A recycled header's tables were purged: zero descriptors read as "unused".
+  r->base = base;
+  r->slice_count = slices;
+  r->map_size = std::size_t{slices} * slice_size;
+  return r;
+}
+
+void static_region_recycle(region *r) noexcept {
+  auto *at = reinterpret_cast<std::byte *>(r);
+  // Dropping the tables' pages zeroes them without a store that could race with a
+  // query still reading them. If the kernel refuses, the header is not reused.
+  if (!os_pages::purge(at + static_tables_offset, static_header_bytes - static_tables_offset))
+    return;
+  g_free_static.push(r);
+}
 
 region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept {
   auto *bytes = static_cast<std::byte *>(at);

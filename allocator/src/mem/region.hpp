@@ -4,8 +4,8 @@
 // allocation) whose header holds a `slice_head` index and a page descriptor per 64 KiB
 // slice. The page map's first level is a static array indexed by `address >> 30`; the
 // second level is the region's own tables. Every step is range-checked, so mapping any
-// pointer value costs three dependent loads (page-map entry, slice head, descriptor) and
-// never reads memory we did not map.
+// pointer value costs three dependent loads (entry, slice head, descriptor; one more, the
+// region struct, outside standard OS regions) and never reads memory we did not map.
 #pragma once
 
 #include <atomic>
@@ -13,22 +13,30 @@
 
 #include "common/defs.hpp"
 #include "ds/list.hpp"
+#include "ds/relaxed.hpp"
 #include "mem/page.hpp"
 
 namespace ramalloc::detail {
 
 enum class region_kind : std::uint8_t { os, static_buffer, huge };
 
+/// A region descriptor. Descriptors of huge blocks are recycled, so a query or a stale
+/// free that loaded the page-map entry before the block was unregistered may read the
+/// fields that change from one use to the next while they are rewritten: those are
+/// `relaxed` (defined behaviour; the answer to such a query is stale by nature). `kind`,
+/// `first_slice` and the table pointers are set once, before the descriptor is first
+/// published, and never change.
 struct region {
-  std::byte *base = nullptr;     // address of slice 0 (the region's first byte)
-  std::uint32_t slice_count = 0; // slices covered, header included
-  std::uint32_t first_slice = 0; // first slice after the header
+  relaxed<std::byte *> base{nullptr};    // address of slice 0 (the region's first byte)
+  relaxed<std::uint32_t> slice_count{0}; // slices covered, header included
+  std::uint32_t first_slice = 0;         // first slice after the header
   region_kind kind = region_kind::os;
   std::atomic<heap_state *> owner{nullptr}; // the heap whose pages these are
-  std::size_t map_size = 0;                 // bytes mapped (huge and os) or buffer size
+  relaxed<std::size_t> map_size{0};         // bytes mapped (huge and os) or buffer size
   // huge regions: the one block
-  std::byte *huge_start = nullptr;
-  std::size_t huge_usable = 0;
+  relaxed<std::byte *> huge_start{nullptr};
+  relaxed<std::size_t> huge_usable{0};
+  std::atomic<region *> free_next{nullptr};         // descriptor pool link (huge.cpp)
   list_links<region> links;                         // owner heap's region list
   std::atomic<std::uint16_t> *slice_head = nullptr; // per slice: index of its span's head
   page *pages = nullptr; // per slice: descriptor (meaningful at span heads)
@@ -53,6 +61,16 @@ constexpr std::size_t region_header_bytes(std::size_t slices) {
 /// Lays out a region header at `at` covering `slices` slices starting at `base`.
 region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind kind) noexcept;
 
+/// A static-buffer region over `slices` slices at `base` (64 KiB-aligned), its header in
+/// allocator-owned metadata (a recycled one or a new one), tables zeroed, not yet
+/// registered; nullptr when metadata is exhausted. The caller's buffer is never written:
+/// every one of its whole slices can hold blocks, and query never reads it.
+region *static_region_new(std::byte *base, std::uint32_t slices) noexcept;
+/// Gives a static region's header back once it is unregistered: its tables are purged
+/// (zero, not resident) and it waits for the next static heap. Metadata is never
+/// unmapped, so a query that looked the region up just before still reads mapped memory.
+void static_region_recycle(region *r) noexcept;
+
 /// The first level of the page map: one entry per 1 GiB granule of the 47-bit space,
 /// holding a region pointer whose low bit says "a standard OS region": its header sits
 /// at the granule's start with the fixed layout below, so the free fast path reaches the
@@ -73,12 +91,14 @@ RAMALLOC_FAST_PATH page *os_region_pages(region *r) noexcept {
 }
 
 /// Claims every granule in [base, base+size) for `r`. Fails (claiming nothing) when any
-/// granule already belongs to another region.
+/// granule already belongs to another region. O(size / 1 GiB): one CAS per granule (one
+/// for a region or a static buffer, size / 1 GiB for a huge block).
 bool page_map_register(region *r, const void *base, std::size_t size) noexcept;
 /// The tagged page-map word for `r`.
 inline std::uintptr_t page_map_entry(region *r) noexcept {
   return reinterpret_cast<std::uintptr_t>(r) | (r->kind == region_kind::os ? os_region_tag : 0);
 }
+/// Forgets every granule in [base, base+size). O(size / 1 GiB) stores.
 void page_map_unregister(const void *base, std::size_t size) noexcept;
 
 /// The region whose address range holds `p`, or nullptr. O(1), safe for any value.
@@ -91,7 +111,7 @@ RAMALLOC_FAST_PATH region *region_of(const void *p) noexcept {
       reinterpret_cast<region *>(page_map[g].load(std::memory_order_acquire) & ~os_region_tag);
   if (r == nullptr)
     return nullptr;
-  const auto b = reinterpret_cast<std::uintptr_t>(r->base);
+  const auto b = reinterpret_cast<std::uintptr_t>(static_cast<std::byte *>(r->base));
   if (RAMALLOC_UNLIKELY(a < b || a - b >= r->map_size))
     return nullptr;
   return r;

@@ -86,7 +86,7 @@ std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
   std::uint32_t n = static_cast<std::uint32_t>((want + slice_size - 1) / slice_size);
   if (n > slices_per_region / 2)
     n = slices_per_region / 2; // the reserve option is at most 512 MiB anyway
-  page *pg = span_alloc(h, n, 1, /*clean_only=*/true);
+  page *pg = span_alloc(h, n, 1, /*zeroed=*/nullptr, /*clean_only=*/true);
   if (pg == nullptr) {
     h->reserve_owed.store(0, std::memory_order_relaxed); // out of memory: the reserve is best effort
     return 0;
@@ -99,7 +99,7 @@ std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
 }
 
 page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
-                 bool clean_only) noexcept {
+                 bool *zeroed, bool clean_only) noexcept {
   const std::uint32_t need = n + align_slices - 1;
   if (need > slices_per_region)
     return nullptr;
@@ -144,6 +144,8 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
   pg->state.store(page_state::in_use, std::memory_order_relaxed);
   if (clean)
     h->committed.add(std::size_t{n} * slice_size);
+  if (zeroed != nullptr)
+    *zeroed = clean && r->kind == region_kind::os;
   return pg;
 }
 
@@ -199,12 +201,15 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
     k = n;
   region *r = d->home;
   const std::uint32_t first = r->index_of(d);
+  const std::size_t bytes = std::size_t{k} * slice_size;
+  // Clean spans are known to read as zero (calloc relies on it): a range the kernel did
+  // not drop stays dirty. A later step tries again.
+  if (!os_pages::purge(d->start, bytes))
+    return 0;
   remove_free(h, d);
   if (k < n)
     insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
   set_span_head(r, first, k);
-  const std::size_t bytes = std::size_t{k} * slice_size;
-  os_pages::purge(d->start, bytes);
   h->committed.sub(bytes);
   h->pages_purged.add(k);
   h->bytes_purged.add(bytes);
@@ -248,9 +253,18 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
   }
   const std::uint32_t first = r->first_slice;
   const std::uint32_t n = r->slice_count - first;
+  page_state st = page_state::free_clean;
+  std::uint64_t freed_at = 0;
   if (r->kind == region_kind::os) {
     // One madvise over the whole usable range: the kernel skips what was never touched.
-    os_pages::purge(r->slice_address(first), std::size_t{n} * slice_size);
+    // "Clean" promises zero bytes (calloc relies on it): if the purge failed, the span
+    // stays dirty and committed, and a later purge step retries it.
+    if (!os_pages::purge(r->slice_address(first), std::size_t{n} * slice_size)) {
+      st = page_state::free_dirty;
+      freed_at = now_ms();
+      h->committed.add(std::uint64_t{n} * slice_size - resident);
+      resident = 0;
+    }
     h->committed.sub(resident);
     h->pages_purged.add(resident / slice_size);
     h->bytes_purged.add(resident);
@@ -262,7 +276,7 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
     if (hi > lo)
       os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
   }
-  insert_free(h, r, first, n, page_state::free_clean, 0);
+  insert_free(h, r, first, n, st, freed_at);
   return spans;
 }
 
@@ -283,18 +297,21 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
   std::size_t slices = (end - base) / slice_size;
   if (slices > slices_per_region)
     slices = slices_per_region; // one region's worth at most
-  const std::size_t header = region_header_bytes(slices);
-  if (size < 256 * 1024 || slices * slice_size < align_up(header, slice_size) + slice_size)
+  if (size < 256 * 1024 || slices == 0)
     return "the buffer is smaller than 256 KiB";
-  // The caller's memory may hold anything: clear the header before it is read as tables.
-  __builtin_memset(reinterpret_cast<void *>(base), 0, header);
+  // Every check is made before anything is written: the header and its tables live in
+  // allocator metadata, and a failed constructor leaves the buffer as it was.
   auto *b = reinterpret_cast<std::byte *>(base);
-  region *r = region_init(b, b, static_cast<std::uint32_t>(slices), region_kind::static_buffer);
-  r->map_size = slices * slice_size;
+  region *r = static_region_new(b, static_cast<std::uint32_t>(slices));
+  if (r == nullptr)
+    return "the allocator's metadata memory is exhausted";
   r->owner.store(h, std::memory_order_release);
-  if (!page_map_register(r, b, r->map_size))
+  if (!page_map_register(r, b, r->map_size)) {
+    r->owner.store(nullptr, std::memory_order_relaxed);
+    static_region_recycle(r);
     return "its 1 GiB-aligned address range already belongs to ramalloc (another static-buffer "
            "heap, or a ramalloc region: a buffer allocated from ramalloc itself cannot be used)";
+  }
   h->static_region = r;
   h->regions.push_back(r);
   h->reserved.add(r->map_size);

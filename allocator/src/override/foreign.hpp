@@ -7,8 +7,10 @@
 
 namespace ramalloc::detail {
 
-/// Whether `p` looks like the start of a live glibc malloc chunk. Reads the chunk
-/// header through process_vm_readv, so a wild or unmapped pointer never faults.
+/// Whether `p` looks like the start of a live glibc malloc chunk: a plausible header
+/// that lies where glibc puts chunks of its kind (brk heap, an arena's heap, or an mmapped
+/// chunk). Reads through process_vm_readv, so a wild or unmapped pointer never faults. A
+/// heuristic: docs/api.md says what it does and does not guarantee.
 bool glibc_owns(const void *p) noexcept;
 /// Usable size of a glibc chunk (only when glibc_owns(p)).
 std::size_t glibc_usable_size(const void *p) noexcept;
