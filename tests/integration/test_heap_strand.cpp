@@ -119,6 +119,20 @@ TEST(HeapStrand, TwoStrandsOnFourWorkersAllocateFromTheirOwnHeapOneThreadAtATime
   }
 }
 
+TEST(HeapStrandDeathTest, TwoThreadsInsideOneHeapStrandIsAFatalErrorWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  asio::io_context ctx;
+  strand_t s = io::make_heap_strand(ctx);
+  // What a handler run through the raw asio::strand and one run through the heap strand
+  // at the same time would do: a second thread enters while the first is still inside.
+  EXPECT_DEATH(
+      {
+        std::thread([&] { (void)s.state()->enter(); }).join(); // entered, never left
+        (void)s.state()->enter();
+      },
+      "entered by two threads at once");
+}
+
 TEST(HeapStrand, InlineDispatchNestsHeapsAndRestoresThePreviousOne) {
   asio::io_context ctx;
   strand_t a = io::make_heap_strand(ctx);
