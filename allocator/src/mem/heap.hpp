@@ -73,6 +73,17 @@ struct heap_state {
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  // Checked mode: blocks freed locally wait here (FIFO) before going back to their page,
+  // so a stale pointer's second free finds them free and a write after free is caught
+  // when they leave. Owner only; they count as used in their page (not as live blocks).
+  struct quarantined {
+    std::byte *block;
+    page *pg;
+  };
+  static constexpr unsigned quarantine_slots = 64;
+  quarantined quarantine[quarantine_slots];
+  std::uint32_t quarantine_first = 0, quarantine_count = 0;
+  std::size_t quarantine_bytes = 0;
   bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
@@ -129,6 +140,7 @@ enum class free_result : std::uint8_t {
   not_live,    // inside a region but not inside a live page or block
   interior,    // inside a live block but not its start
   double_free, // the block is already free
+  checked,     // a huge block in checked mode: the caller completes it with checked_free
 };
 
 /// Random key for the double-free canary (set once at start-up).
@@ -147,8 +159,23 @@ __attribute__((noinline)) void page_emptied(heap_state *h, page *pg) noexcept;
 __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
+/// Frees huge block `p` of descriptor `r` (claiming it with one CAS on its generation and
+/// owner word, so a stale free can never unmap the block a recycled descriptor now
+/// holds). O(size / 1 GiB).
+free_result huge_release(region *r, void *p) noexcept;
+#if defined(RAMALLOC_DEBUG)
+/// Tests only: called by huge_release between its checks and its claim.
+extern void (*g_huge_release_test_hook)(void *p) noexcept;
+#endif
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
+
+/// The 4-byte class has no room for a canary; what can be told for nothing is an
+/// immediate double free: the block is the head of the list the free would push it on
+/// (the page's own list for a local free, its remote list for a remote one). Only the
+/// 4-byte class pays for this test.
+__attribute__((noinline)) bool tiny_double_free(heap_state *current, region *r, page *pg,
+                                                std::uint32_t off) noexcept;
 
 /// Frees block `ptr` at byte `off` of in-use page `pg` of region `r`, validating that it
 /// is a block start and not already free. O(1).
@@ -172,6 +199,8 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     if (RAMALLOC_UNLIKELY(seen == mark))
       return free_result::double_free;
     __builtin_memcpy(p + 4, &mark, sizeof mark);
+  } else if (RAMALLOC_UNLIKELY(tiny_double_free(current, r, pg, off))) {
+    return free_result::double_free;
   }
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (RAMALLOC_UNLIKELY(owner != current)) {
