@@ -487,19 +487,29 @@ TEST(CheckedMode, AnOverwrittenFreeListLinkNeverYieldsAForeignAddress) {
 
 TEST(CheckedMode, ContentsSurviveAndStatisticsStayExact) {
   ModeZone m(true);
+  ramalloc::heap own; // only these blocks (with the override, the harness uses the zone)
   std::vector<void *> v;
-  for (std::size_t i = 0; i < 3000; ++i) {
-    const std::size_t n = 1 + (i * 37) % 5000;
-    void *p = i % 2 ? ram_malloc(n) : ramalloc::acquire(n);
-    fill_pattern(p, n, i);
-    v.push_back(p);
+  v.reserve(3000);
+  std::size_t mismatches = 0;
+  {
+    ramalloc::heap_scope scope(own);
+    for (std::size_t i = 0; i < 3000; ++i) {
+      const std::size_t n = 1 + (i * 37) % 5000;
+      void *p = i % 2 ? ram_malloc(n) : ramalloc::acquire(n);
+      fill_pattern(p, n, i);
+      v.push_back(p);
+    }
+    for (std::size_t i = 0; i < v.size(); ++i)
+      mismatches += first_pattern_mismatch(v[i], 1 + (i * 37) % 5000, i) != 1 + (i * 37) % 5000;
   }
-  EXPECT_EQ(m.zone().get_stats().live_blocks, 3000u);
-  for (std::size_t i = 0; i < v.size(); ++i)
-    EXPECT_EQ(first_pattern_mismatch(v[i], 1 + (i * 37) % 5000, i), 1 + (i * 37) % 5000);
-  for (void *p : v)
-    ramalloc::discard(p);
-  EXPECT_EQ(m.zone().get_stats().live_blocks, 0u);
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_EQ(own.get_stats().live_blocks, 3000u);
+  {
+    ramalloc::heap_scope scope(own);
+    for (void *p : v)
+      ramalloc::discard(p);
+  }
+  EXPECT_EQ(own.get_stats().live_blocks, 0u);
   expect_no_report(m.errors());
 }
 
@@ -627,13 +637,13 @@ TEST_P(NewDeleteMismatch, DeleteOfNewArrayOfANonTrivialTypeIsAnInteriorFree) {
   expect_no_report(m.errors());
 }
 
-TEST_P(NewDeleteMismatch, DeleteArrayOfNewOfANonTrivialTypeIsAnInteriorFree) {
-  ModeZone m(checked());
-  using T = non_trivial<8>;
-  // A zeroed neighbour in front, so the "count" delete[] reads before the object is 0 and
-  // no destructor runs on memory that is not an array.
-  auto *pad = static_cast<unsigned char *>(::operator new(size()));
-  std::memset(pad, 0, size());
+template <std::size_t N>
+void delete_array_of_new(ModeZone &m) {
+  using T = non_trivial<N>;
+  // A zeroed neighbour of the same class in front, so the "count" delete[] reads before
+  // the object is 0 and no destructor runs on memory that is not an array.
+  auto *pad = static_cast<unsigned char *>(::operator new(sizeof(T)));
+  std::memset(pad, 0, ram_usable_size(pad));
   T *p = launder_ptr(new T);
   ASSERT_EQ(reinterpret_cast<unsigned char *>(p), pad + ram_usable_size(pad))
       << "the object must follow its neighbour in a fresh page";
@@ -645,6 +655,16 @@ TEST_P(NewDeleteMismatch, DeleteArrayOfNewOfANonTrivialTypeIsAnInteriorFree) {
   delete p;
   ::operator delete(pad);
   expect_no_report(m.errors());
+}
+
+TEST_P(NewDeleteMismatch, DeleteArrayOfNewOfANonTrivialTypeIsAnInteriorFree) {
+  ModeZone m(checked());
+  if (size() == 8)
+    delete_array_of_new<8>(m);
+  else if (size() == 4 * KiB)
+    delete_array_of_new<4 * KiB>(m);
+  else
+    delete_array_of_new<256 * KiB>(m);
 }
 
 #pragma GCC diagnostic pop

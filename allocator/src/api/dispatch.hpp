@@ -84,6 +84,7 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
   switch (r) {
   case free_result::not_ours:
   case free_result::checked:
+  case free_result::other:
   case free_result::freed:
     break;
   case free_result::not_live:
@@ -114,6 +115,11 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
 /// bytes with alignment `align` (0: the malloc rule). Returns whether the block was freed.
 RAMALLOC_SLOW_PATH inline bool free_unusual(void *p, free_result r, bool sized = false,
                                             std::size_t size = 0, std::size_t align = 0) noexcept {
+  if (r == free_result::other) {
+    r = heap_free_other(t_current, p);
+    if (r == free_result::freed)
+      return true;
+  }
   if (r == free_result::not_live || r == free_result::interior || r == free_result::checked) {
     free_result c;
     if (checked_free(t_current, p, sized, size, align, &c)) {

@@ -472,12 +472,6 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
   }
 }
 
-bool tiny_double_free(heap_state *current, region *r, page *pg, std::uint32_t off) noexcept {
-  if (r->owner.load(std::memory_order_relaxed) == current)
-    return pg->free_head == off;
-  return remote_word::head(pg->remote.load(std::memory_order_relaxed)) == off;
-}
-
 #if defined(RAMALLOC_DEBUG)
 void (*g_huge_release_test_hook)(void *p) noexcept = nullptr;
 #endif

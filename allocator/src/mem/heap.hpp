@@ -141,6 +141,7 @@ enum class free_result : std::uint8_t {
   interior,    // inside a live block but not its start
   double_free, // the block is already free
   checked,     // a huge block in checked mode: the caller completes it with checked_free
+  other,       // not a standard OS region: the caller's out-of-line path calls heap_free_other
 };
 
 /// Random key for the double-free canary (set once at start-up).
@@ -170,13 +171,6 @@ extern void (*g_huge_release_test_hook)(void *p) noexcept;
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
 
-/// The 4-byte class has no room for a canary; what can be told for nothing is an
-/// immediate double free: the block is the head of the list the free would push it on
-/// (the page's own list for a local free, its remote list for a remote one). Only the
-/// 4-byte class pays for this test.
-__attribute__((noinline)) bool tiny_double_free(heap_state *current, region *r, page *pg,
-                                                std::uint32_t off) noexcept;
-
 /// Frees block `ptr` at byte `off` of in-use page `pg` of region `r`, validating that it
 /// is a block start and not already free. O(1).
 RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page *pg, void *ptr,
@@ -199,8 +193,16 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     if (RAMALLOC_UNLIKELY(seen == mark))
       return free_result::double_free;
     __builtin_memcpy(p + 4, &mark, sizeof mark);
-  } else if (RAMALLOC_UNLIKELY(tiny_double_free(current, r, pg, off))) {
-    return free_result::double_free;
+  } else {
+    // The 4-byte class has no room for a canary; what can be told for nothing is an
+    // immediate double free: the block heads the list this free would push it on (the
+    // page's own list for a local free, its remote list for a remote one). Inline: a call
+    // here would make the whole fast path save registers.
+    const std::uint32_t head = r->owner.load(std::memory_order_relaxed) == current
+                                   ? pg->free_head
+                                   : remote_word::head(pg->remote.load(std::memory_order_relaxed));
+    if (RAMALLOC_UNLIKELY(head == off))
+      return free_result::double_free;
   }
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (RAMALLOC_UNLIKELY(owner != current)) {
@@ -231,8 +233,10 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   if (RAMALLOC_UNLIKELY(g >= granule_count))
     return free_result::not_ours;
   const std::uintptr_t entry = page_map[g].load(std::memory_order_acquire);
+  // Static-buffer and huge regions (and no region) are left to the caller's out-of-line
+  // path (free_unusual), so no call is made here and the fast path saves no register.
   if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0))
-    return heap_free_other(current, ptr);
+    return free_result::other;
   // A standard OS region: its header is at the granule's start, in the fixed layout.
   // Header slices have zeroed descriptors (state unused), so no range check is needed.
   auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);

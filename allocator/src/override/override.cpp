@@ -24,6 +24,11 @@ namespace {
 __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool sized = false,
                                                    std::size_t size = 0,
                                                    std::size_t align = 0) noexcept {
+  if (r == free_result::other) {
+    r = heap_free_other(t_current, p);
+    if (r == free_result::freed)
+      return;
+  }
   if (r == free_result::not_ours && glibc_owns(p)) {
     __libc_free(p);
     return;
