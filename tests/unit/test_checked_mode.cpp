@@ -523,10 +523,10 @@ TEST(CheckedMode, IsReadFromTheEnvironmentAndSetOption) {
   EXPECT_DEATH(
       {
         ::setenv("RAMALLOC_CHECKED", "1", 1);
-        ::setenv("RAMALLOC_ON_INVALID", "abort", 1);
-        // A fresh process reads the environment at its first call (death-test children
-        // of the override build have allocated already: set the option as a fallback).
+        // A fresh process reads the environment at its first call (a death-test child has
+        // loaded the options already: set them too).
         ramalloc::set_option("RAMALLOC_CHECKED", "1");
+        ramalloc::set_option("RAMALLOC_ON_INVALID", "abort");
         ramalloc::heap zone;
         ramalloc::heap_scope scope(zone);
         void *p = ramalloc::acquire(4);

@@ -97,7 +97,7 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
     break;
   case free_result::double_free:
     kind = RAM_ERROR_DOUBLE_FREE;
-    what = "double free: the block is already free";
+    what = "the block is already free";
     break;
   }
   if (!info) {
