@@ -2,8 +2,9 @@
 # Installs what ramalloc needs on Debian 12, and only what is missing.
 #
 #   scripts/setup.sh               build tools, GoogleTest, Asio, spdlog and fmt
-#   scripts/setup.sh --sanitizers  also clang and its sanitizer runtimes (optional; the
-#                                  asan/tsan presets use gcc, whose runtimes come with g++)
+#   scripts/setup.sh --sanitizers  also clang and its sanitizer runtimes: libFuzzer for
+#                                  tests/fuzz (scripts/test.sh uses it); the asan/tsan
+#                                  presets use gcc, whose runtimes come with g++
 #
 # Each package is checked with dpkg; apt-get (update once, then install) runs only when
 # something is missing. Needs root, or sudo when run as another user.

@@ -8,14 +8,34 @@
 # (The sanitizer builds leave out the override and LD_PRELOAD tests: ASan and TSan
 # replace malloc themselves.) Works from any directory.
 #
+# Then the fuzzers: tests/fuzz/ is configured with clang in build/fuzz (libFuzzer, with
+# ASan+UBSan), and each target runs from its checked-in seed corpus (the allocator's two
+# for RAMALLOC_FUZZ_SECONDS, default 50; the shard frame decoder for 20), after a replay
+# of every seed and crash reproducer, two at a time (about 2 minutes with the build).
+# RAMALLOC_TEST_FUZZ=0 skips this step.
+#
 # RAMALLOC_TEST_PRESETS="debug" runs a subset (default: "debug asan tsan").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash scripts/setup.sh
+if [ "${RAMALLOC_TEST_FUZZ:-1}" != 0 ]; then
+  bash scripts/setup.sh --sanitizers # clang + libclang-rt-14-dev for libFuzzer
+else
+  bash scripts/setup.sh
+fi
 for preset in ${RAMALLOC_TEST_PRESETS:-debug asan tsan}; do
   echo "=== ${preset}: configure, build, test"
   cmake --preset "${preset}"
   cmake --build --preset "${preset}" -j 2
   ctest --preset "${preset}"
 done
+
+if [ "${RAMALLOC_TEST_FUZZ:-1}" != 0 ]; then
+  echo "=== fuzz: configure (clang), build, run each fuzzer for ${RAMALLOC_FUZZ_SECONDS:-50} s"
+  cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+        -DRAMALLOC_BUILD_FUZZERS=ON -DRAMALLOC_BUILD_TESTS=OFF -DRAMALLOC_BUILD_EXAMPLES=OFF \
+        -DRAMALLOC_FUZZ_SECONDS="${RAMALLOC_FUZZ_SECONDS:-50}"
+  cmake --build build/fuzz -j 2
+  ctest --test-dir build/fuzz --output-on-failure -L fuzz -j 2 # one fuzzer per core
+fi

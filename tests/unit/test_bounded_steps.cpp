@@ -200,8 +200,12 @@ TEST(BoundedSteps, AcquireStepsDoNotGrowWithTheDebtOwedAndPayOnlyASliceOfIt) {
   ASSERT_GT(quarter_left, quarter_owed / 2) << "the probe paid most of the debt: make it smaller";
   EXPECT_GT(whole_owed, 3 * quarter_owed);
   // The maximum depends on incidental page states (e.g. whether a probe allocation
-  // happens to extend a fresh page), so it need not be equal; it must not grow.
-  EXPECT_LE(whole.max_acquire_steps, quarter.max_acquire_steps);
+  // happens to extend a fresh page), so it need not be equal; it must not grow with the
+  // debt: at most one lazy extension (128 links) apart. (With the override linked in, the
+  // harness's own allocations shift page boundaries: issue 12 saw one phase extend a fresh
+  // page and the other not.)
+  constexpr std::uint64_t one_extension = 128;
+  EXPECT_LE(whole.max_acquire_steps, quarter.max_acquire_steps + one_extension);
   EXPECT_LE(whole.max_discard_steps, quarter.max_discard_steps);
   // 5000 acquires paid a bounded slice each: most of the 1 GiB of debt is still owed.
   EXPECT_GT(whole_left, whole_owed / 2);

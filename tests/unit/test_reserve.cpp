@@ -81,7 +81,7 @@ TEST(Reserve, PrefaultingIsDebtPaidByReclaimStepsNeverByAnAllocation) {
   ramalloc::set_options(o);
   std::uint64_t first_acquire_steps = 0;
   std::size_t committed_after_acquire = 0, owed_after_acquire = 0, largest_step = 0;
-  std::size_t committed_paid = 0, steps = 0;
+  std::size_t committed_paid = 0, steps = 0, calls = 0;
   std::thread worker([&] {
     ramalloc::reset_max_steps();
     void *p = ramalloc::acquire(64); // a new heap: the reserve becomes debt
@@ -90,14 +90,18 @@ TEST(Reserve, PrefaultingIsDebtPaidByReclaimStepsNeverByAnAllocation) {
     committed_after_acquire = h.get_stats().committed_bytes;
     owed_after_acquire = h.get_stats().pending_debt;
     std::size_t before = committed_after_acquire;
-    while (ramalloc::reclaim(1) != 0 && steps < 100'000) { // one unit per call
+    for (;;) { // one unit per call, the last one included
+      const std::size_t left = ramalloc::reclaim(1);
       // Once the reserve is paid, a unit may purge what lies above it (committed falls):
-      // only the units that grew it are reserve steps.
+      // only the units that grew committed memory are reserve steps.
       const std::size_t now = h.get_stats().committed_bytes;
-      if (now > before)
+      if (now > before) {
         largest_step = std::max(largest_step, now - before);
+        ++steps;
+      }
       before = now;
-      ++steps;
+      if (left == 0 || ++calls == 100'000)
+        break;
     }
     committed_paid = h.get_stats().committed_bytes;
     ramalloc::discard(p);

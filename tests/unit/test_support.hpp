@@ -149,7 +149,7 @@ inline std::uintptr_t addr(const void *p) {
 class error_recorder {
 public:
   static constexpr std::size_t capacity = 64;
-  static constexpr std::size_t message_capacity = 256;
+  static constexpr std::size_t message_capacity = 512;
 
   struct report {
     ram_error error;
@@ -238,6 +238,10 @@ inline const char *error_name(ram_error e) {
     return "RAM_ERROR_BAD_OPTION";
   case RAM_ERROR_OUT_OF_MEMORY:
     return "RAM_ERROR_OUT_OF_MEMORY";
+  case RAM_ERROR_WRITE_AFTER_FREE:
+    return "RAM_ERROR_WRITE_AFTER_FREE";
+  case RAM_ERROR_SIZE_MISMATCH:
+    return "RAM_ERROR_SIZE_MISMATCH";
   }
   return "unknown ram_error";
 }

@@ -51,7 +51,10 @@ typedef enum ram_error {
   RAM_ERROR_INTERIOR_FREE = 2, /**< pointer is inside a block, not its start */
   RAM_ERROR_DOUBLE_FREE = 3,   /**< block was already free */
   RAM_ERROR_BAD_OPTION = 4,    /**< an option value was rejected */
-  RAM_ERROR_OUT_OF_MEMORY = 5  /**< the OS refused memory (reported only when verbose) */
+  RAM_ERROR_OUT_OF_MEMORY = 5, /**< the OS refused memory (reported only when verbose) */
+  RAM_ERROR_WRITE_AFTER_FREE = 6, /**< checked mode: a freed block was written to */
+  RAM_ERROR_SIZE_MISMATCH = 7     /**< checked mode: sized delete/free_sized with a size the
+                                       block was not allocated with */
 } ram_error;
 
 /** Receives error reports. `message` is a NUL-terminated, human-readable line. The
@@ -87,6 +90,10 @@ RAMALLOC_API void *ram_calloc(size_t count, size_t size);
  *  left intact and NULL/ENOMEM is returned. */
 RAMALLOC_API void *ram_realloc(void *p, size_t size);
 RAMALLOC_API void ram_free(void *p);
+/** Frees a block from ram_malloc/ram_calloc/ram_realloc of `size` bytes (C23 free_sized).
+ *  In checked mode a size of another size class is reported (RAM_ERROR_SIZE_MISMATCH)
+ *  and the block is still freed; fast mode ignores the size. */
+RAMALLOC_API void ram_free_sized(void *p, size_t size);
 /** C11 aligned_alloc: `align` must be a power of two (else NULL/EINVAL); any size is
  *  accepted. */
 RAMALLOC_API void *ram_aligned_alloc(size_t align, size_t size);

@@ -48,6 +48,15 @@ struct options {
   /// one purge step (at most purge_budget bytes) on its slow paths, so programs that
   /// never call reclaim (e.g. under LD_PRELOAD) still return memory.
   bool auto_purge = true;
+  /// RAMALLOC_CHECKED: checked mode (docs/hardening.md). Pages a heap formats while it is
+  /// on are checked pages: every double free (4-byte class included, local or remote),
+  /// free of a never-allocated block and sized-delete size mismatch is detected in O(1)
+  /// and reported with the block's start, size class and owning heap; free-list links are
+  /// encoded and freed blocks are quarantined and pattern-filled (write-after-free
+  /// detection). Switching it changes the mode of pages formatted from then on; pages in
+  /// use keep the mode they were formatted in. Off: the fast mode, whose speed it does not
+  /// change.
+  bool checked = false;
   enum class on_invalid_mode : std::uint8_t { abort, warn, ignore };
   /// RAMALLOC_ON_INVALID: what a bad free does after it is reported. Default: abort in
   /// debug builds (NDEBUG unset), warn in release builds.

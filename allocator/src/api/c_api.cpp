@@ -110,6 +110,13 @@ void *ram_realloc(void *p, size_t size) {
     errno = EINVAL;
     return nullptr;
   }
+  // A block already freed (exactly, on a checked page; by its canary otherwise) is
+  // reported before anything is copied or allocated.
+  if (free_result why; RAMALLOC_UNLIKELY(!block_is_live(p, &why))) {
+    report_bad_free(p, why);
+    errno = EINVAL;
+    return nullptr;
+  }
   // Shrinking by less than half keeps the block: no copy, and the waste stays bounded.
   if (size <= q->usable_size && size >= q->usable_size / 2)
     return p;
@@ -124,6 +131,14 @@ void *ram_realloc(void *p, size_t size) {
 void ram_free(void *p) {
   if (p != nullptr)
     free_and_report(p);
+}
+
+void ram_free_sized(void *p, size_t size) {
+  if (p == nullptr)
+    return;
+  const free_result r = free_counted(p);
+  if (r != free_result::freed)
+    free_unusual(p, r, /*sized=*/true, size, 0);
 }
 
 void *ram_aligned_alloc(size_t align, size_t size) {

@@ -137,6 +137,7 @@ options get_options() noexcept {
   o.debt_slice = g_options.debt_slice.load(std::memory_order_relaxed);
   o.verbose = g_options.verbose.load(std::memory_order_relaxed);
   o.auto_purge = g_options.auto_purge.load(std::memory_order_relaxed);
+  o.checked = g_options.checked.load(std::memory_order_relaxed);
   o.on_invalid =
       static_cast<options::on_invalid_mode>(g_options.on_invalid.load(std::memory_order_relaxed));
   return o;

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "global/heaps.hpp"
+#include "mem/checked.hpp"
 
 namespace ramalloc::detail {
 
@@ -72,26 +73,63 @@ RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
   return p;
 }
 
-/// Reports a free that heap_free rejected (and counts it).
+/// Reports a free that was rejected (and counts it): one line saying what happened, the
+/// address and, when the address lies in one of ramalloc's blocks, that block's start,
+/// size class, kind and owning heap.
 RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept {
   count_invalid_free();
+  const std::optional<block_info> info = ramalloc::query(p);
+  ram_error kind = RAM_ERROR_INVALID_FREE;
+  const char *what = "free of a pointer that ramalloc did not allocate";
   switch (r) {
   case free_result::not_ours:
-    report_error(RAM_ERROR_INVALID_FREE, p, "free of a pointer that ramalloc did not allocate");
-    break;
-  case free_result::not_live:
-    report_error(RAM_ERROR_INVALID_FREE, p,
-                 "free of ramalloc memory that holds no live block (already freed?)");
-    break;
-  case free_result::interior:
-    report_error(RAM_ERROR_INTERIOR_FREE, p, "free of a pointer inside a block, not at its start");
-    break;
-  case free_result::double_free:
-    report_error(RAM_ERROR_DOUBLE_FREE, p, "block freed twice");
-    break;
+  case free_result::checked:
+  case free_result::other:
   case free_result::freed:
     break;
+  case free_result::not_live:
+    what = info ? "free of a block that was never allocated"
+                : "free of ramalloc memory that holds no live block (already freed?)";
+    break;
+  case free_result::interior:
+    kind = RAM_ERROR_INTERIOR_FREE;
+    what = "free of a pointer inside a block, not at its start";
+    break;
+  case free_result::double_free:
+    kind = RAM_ERROR_DOUBLE_FREE;
+    what = "the block is already free";
+    break;
   }
+  if (!info) {
+    report_error(kind, p, what);
+    return;
+  }
+  static constexpr const char *kinds[] = {"small", "medium", "large", "huge"};
+  report_block_error(kind, p, what, info->start, info->usable_size,
+                     kinds[static_cast<unsigned>(info->kind)], info->owner);
+}
+
+/// A free that heap_free did not complete: a block of a checked page (or a huge block in
+/// checked mode) is freed or rejected by checked_free; anything else rejected is
+/// reported. `sized`: a sized free (operator delete with a size, free_sized) of `size`
+/// bytes with alignment `align` (0: the malloc rule). Returns whether the block was freed.
+RAMALLOC_SLOW_PATH inline bool free_unusual(void *p, free_result r, bool sized = false,
+                                            std::size_t size = 0, std::size_t align = 0) noexcept {
+  if (r == free_result::other) {
+    r = heap_free_other(t_current, p);
+    if (r == free_result::freed)
+      return true;
+  }
+  if (r == free_result::not_live || r == free_result::interior || r == free_result::checked) {
+    free_result c;
+    if (checked_free(t_current, p, sized, size, align, &c)) {
+      if (c == free_result::freed)
+        return true;
+      r = c;
+    }
+  }
+  report_bad_free(p, r);
+  return false;
 }
 
 /// Frees `p` from the calling thread (with the debug step count around it).
@@ -107,8 +145,7 @@ RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
   const free_result r = free_counted(p);
   if (RAMALLOC_LIKELY(r == free_result::freed))
     return true;
-  report_bad_free(p, r);
-  return false;
+  return free_unusual(p, r);
 }
 
 /// malloc-style allocation for the calling thread (debug step count around it).

@@ -33,6 +33,8 @@ struct runtime_options {
   std::atomic<std::uint32_t> debt_slice{2};
   std::atomic<bool> verbose{false};
   std::atomic<bool> auto_purge{true};
+  // Checked mode (mem/checked.cpp): pages formatted while it is on are checked pages.
+  std::atomic<bool> checked{false};
   std::atomic<std::uint8_t> on_invalid{default_on_invalid}; // 0 abort, 1 warn, 2 ignore
   std::atomic<int> load_state{options_unloaded};            // options_load_state
 };
@@ -46,6 +48,12 @@ void load_options_once() noexcept;
 
 /// Reports bad input (never returns for on_invalid=abort). Allocation-free.
 void report_error(ram_error kind, const void *p, const char *what) noexcept;
+
+/// Reports bad input about a block (allocation-free): `what` is followed by the block's
+/// start, size class, kind and owning heap, as one line.
+void report_block_error(ram_error kind, const void *p, const char *what, const void *start,
+                        std::size_t block_size, const char *block_kind,
+                        const void *owner) noexcept;
 
 /// Milliseconds on a coarse monotonic clock (cheap: vDSO).
 std::uint64_t now_ms() noexcept;

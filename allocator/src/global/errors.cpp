@@ -72,6 +72,10 @@ const char *error_name(ram_error e) noexcept {
     return "bad option";
   case RAM_ERROR_OUT_OF_MEMORY:
     return "out of memory";
+  case RAM_ERROR_WRITE_AFTER_FREE:
+    return "write after free";
+  case RAM_ERROR_SIZE_MISMATCH:
+    return "size mismatch";
   }
   return "error";
 }
@@ -88,7 +92,8 @@ const char *error_name(ram_error e) noexcept {
 
 void report_error(ram_error kind, const void *p, const char *what) noexcept {
   const bool bad_free = kind == RAM_ERROR_INVALID_FREE || kind == RAM_ERROR_INTERIOR_FREE ||
-                        kind == RAM_ERROR_DOUBLE_FREE;
+                        kind == RAM_ERROR_DOUBLE_FREE || kind == RAM_ERROR_WRITE_AFTER_FREE ||
+                        kind == RAM_ERROR_SIZE_MISMATCH;
   // A bad free may come before anything else loaded the options (the first call of a
   // program under LD_PRELOAD, say): RAMALLOC_ON_INVALID must still decide what follows.
   if (bad_free)
@@ -108,6 +113,15 @@ void report_error(ram_error kind, const void *p, const char *what) noexcept {
   // Options and out-of-memory reports are informational; bad frees follow on_invalid.
   if (bad_free && g_options.on_invalid.load(std::memory_order_relaxed) == 0)
     std::abort();
+}
+
+void report_block_error(ram_error kind, const void *p, const char *what, const void *start,
+                        std::size_t block_size, const char *block_kind,
+                        const void *owner) noexcept {
+  char msg[400];
+  std::snprintf(msg, sizeof msg, "%s: %p (block %p, size class %zu B, %s block, heap %p)", what,
+                p, start, block_size, block_kind, owner);
+  report_error(kind, p, msg);
 }
 
 void set_error_handler(ram_error_fn fn, void *context) noexcept {

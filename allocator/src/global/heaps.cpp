@@ -5,6 +5,7 @@
 #include <sys/auxv.h>
 
 #include "ds/tagged_stack.hpp"
+#include "mem/checked.hpp"
 #include "pal/meta_arena.hpp"
 
 namespace ramalloc::detail {
@@ -193,6 +194,9 @@ heap_state *bind_thread(bool even_after_exit) noexcept {
 }
 
 void heap_release(heap_state *h, bool drain) noexcept {
+  // Checked mode's quarantined blocks go back to their pages while h still has an owner
+  // (at most heap_state::quarantine_slots of them).
+  quarantine_drain(h);
   if (drain)
     heap_flush(h);
   if (is_drained(h)) {

@@ -37,7 +37,8 @@ constexpr const char *on_invalid_range = "abort, warn or ignore";
 constexpr const char *option_names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
                                         "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
                                         "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
-                                        "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID"};
+                                        "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID",
+                                        "RAMALLOC_CHECKED"};
 
 // Set while this thread reads the environment: a report callback that allocates (and so
 // re-enters load_options_once) must not wait for itself.
@@ -186,6 +187,12 @@ bool apply_option(const char *name, const char *value) noexcept {
       return false;
     }
     g_options.auto_purge.store(b, std::memory_order_relaxed);
+  } else if (std::strcmp(name, "RAMALLOC_CHECKED") == 0) {
+    if (!parse_bool(value, b)) {
+      reject(name, value, bool_range);
+      return false;
+    }
+    g_options.checked.store(b, std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_ON_INVALID") == 0) {
     std::uint8_t mode;
     if (std::strcmp(value, "abort") == 0)
@@ -231,6 +238,7 @@ bool apply_options(const ramalloc::options &o) noexcept {
   g_options.debt_slice.store(o.debt_slice, std::memory_order_relaxed);
   g_options.verbose.store(o.verbose, std::memory_order_relaxed);
   g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
+  g_options.checked.store(o.checked, std::memory_order_relaxed);
   g_options.on_invalid.store(mode, std::memory_order_relaxed);
   return true;
 }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <new>
 
+#include "mem/checked.hpp"
 #include "mem/span.hpp"
 #include "pal/os_pages.hpp"
 
@@ -24,9 +25,12 @@ constexpr std::uint32_t extend_count(std::uint32_t bs) {
   return n < 1 ? 1 : (n > 128 ? 128 : n);
 }
 
+/// The fast path's page for `cls`: the front of its available list, unless that is a
+/// checked page, which only the slow path pops (checked_pop).
 void sync_current(heap_state *h, unsigned cls) noexcept {
   page *f = h->avail[cls].front();
-  h->current[cls] = f != nullptr ? f : &g_empty_page;
+  h->current[cls] =
+      f != nullptr && !f->checked.load(std::memory_order_relaxed) ? f : &g_empty_page;
 }
 
 void avail_push_back(heap_state *h, page *pg) noexcept {
@@ -56,6 +60,10 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->local_free_head = nil_offset;
   pg->used = 0;
   pg->bump.store(0, std::memory_order_relaxed);
+  pg->checked_bump.store(0, std::memory_order_relaxed);
+  pg->checked.store(checked_mode() && checked_format(pg->home, pg, pg->capacity.load(
+                                                                       std::memory_order_relaxed)),
+                    std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
@@ -97,30 +105,40 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   format_page(pg, cls);
   h->avail[cls].push_front(pg);
   pg->in_avail = true;
-  h->current[cls] = pg;
+  h->current[cls] = pg->checked.load(std::memory_order_relaxed) ? &g_empty_page : pg;
   return pg;
 }
 
-/// Threads up to extend_count() never-used blocks onto the free list.
+/// Threads up to extend_count() never-used blocks onto the free list (links encoded and
+/// blocks pattern-filled on a checked page, as if each had been freed).
 void extend_page(page *pg) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
-  const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
+  const std::uint32_t bump = page_bump(pg);
+  const bool checked = pg->checked.load(std::memory_order_relaxed);
+  const std::uint32_t key = checked ? link_key(pg) : 0;
   std::uint32_t n = cap - bump;
   if (n > extend_count(bs))
     n = extend_count(bs);
   const std::uint32_t first = bump * bs;
   std::uint32_t off = first;
-  for (std::uint32_t i = 1; i < n; ++i) {
+  for (std::uint32_t i = 0; i < n; ++i) {
     count_step();
-    const std::uint32_t next = off + bs;
-    __builtin_memcpy(pg->start + off, &next, sizeof next);
+    const std::uint32_t next = i + 1 < n ? off + bs : nil_offset;
+    const std::uint32_t link = next ^ key;
+    __builtin_memcpy(pg->start + off, &link, sizeof link);
+    if (checked) {
+      fill_freed(pg->start + off, 4, bs);
+    } else if (bs != 4) {
+      // A threaded block is free: it carries the canary, so a free of it (a pointer to a
+      // block never handed out) is caught as a double free instead of listing it twice.
+      const std::uint32_t mark = canary_of(pg->start + off);
+      __builtin_memcpy(pg->start + off + 4, &mark, sizeof mark);
+    }
     off = next;
   }
-  const std::uint32_t end = nil_offset;
-  __builtin_memcpy(pg->start + off, &end, sizeof end);
   pg->free_head = first;
-  pg->bump.store(bump + n, std::memory_order_relaxed);
+  set_page_bump(pg, bump + n);
 }
 
 /// Takes the page's remote list (keeping its "queued" bit): O(1) whatever its length.
@@ -149,7 +167,7 @@ bool refill(heap_state *h, page *pg) noexcept {
     pg->free_head = r;
     return true;
   }
-  if (pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed)) {
+  if (page_bump(pg) < pg->capacity.load(std::memory_order_relaxed)) {
     extend_page(pg);
     return true;
   }
@@ -170,9 +188,11 @@ bool is_queued(const page *pg) noexcept {
 
 /// An empty small/medium page: the class's current page stays (a class that bounces at
 /// a page boundary must not thrash) but joins the idle list, from which reclaim retires
-/// it after purge_delay; any other page is retired now.
+/// it after purge_delay; any other page is retired now. A checked page (never current)
+/// also waits on the idle list, so a late double free of one of its blocks still finds
+/// the block's live bit and is named as such for purge_delay.
 void page_now_empty(heap_state *h, page *pg) noexcept {
-  if (h->current[pg->size_class] != pg) {
+  if (h->current[pg->size_class] != pg && !pg->checked.load(std::memory_order_relaxed)) {
     retire_page(h, pg);
   } else if (!pg->in_idle) {
     pg->freed_at_ms = now_ms();
@@ -189,7 +209,7 @@ void large_release(heap_state *h, page *pg) noexcept {
 /// Whether a page has a block to hand out without taking its remote list.
 bool has_free_block(const page *pg) noexcept {
   return pg->free_head != nil_offset || pg->local_free_head != nil_offset ||
-         pg->bump.load(std::memory_order_relaxed) < pg->capacity.load(std::memory_order_relaxed);
+         page_bump(pg) < pg->capacity.load(std::memory_order_relaxed);
 }
 
 /// Pays one unit: a page popped from the inbox.
@@ -230,7 +250,7 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
       pg->remote.store(remote_word::empty, std::memory_order_relaxed);
       pg->free_head = nil_offset;
       pg->local_free_head = nil_offset;
-      pg->bump.store(0, std::memory_order_relaxed);
+      set_page_bump(pg, 0);
       pg->used = 0;
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
@@ -346,6 +366,11 @@ void heap_init(heap_state *h) noexcept {
 }
 
 void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
+  // A checked page with a free block: every acquire from it comes here (it is never the
+  // fast path's current page), so skip the debt and purge checks as the fast path does.
+  if (page *f = h->avail[cls].front();
+      f != nullptr && f->free_head != nil_offset && f->checked.load(std::memory_order_relaxed))
+    return checked_pop(h, f, cls);
   // Back-pressure: a heap whose owner never calls reclaim still converges.
   if (h->inbox_count.load(std::memory_order_relaxed) != 0) {
     std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
@@ -370,6 +395,8 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       return nullptr;
     }
     if (refill(h, pg)) {
+      if (pg->checked.load(std::memory_order_relaxed))
+        return checked_pop(h, pg, cls);
       h->current[cls] = pg;
       return heap_alloc_class<true>(h, cls);
     }
@@ -392,7 +419,13 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   pg->div_magic.store(0, std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
-  pg->bump.store(1, std::memory_order_relaxed);
+  // A checked large span keeps bump at 0 so its free comes to checked_free.
+  const bool checked = checked_mode() && checked_format(pg->home, pg, 1);
+  pg->checked.store(checked, std::memory_order_relaxed);
+  pg->checked_bump.store(1, std::memory_order_relaxed);
+  pg->bump.store(checked ? 0 : 1, std::memory_order_relaxed);
+  if (checked)
+    checked_set_live(pg, 0);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
@@ -439,12 +472,35 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
   }
 }
 
+#if defined(RAMALLOC_DEBUG)
+void (*g_huge_release_test_hook)(void *p) noexcept = nullptr;
+#endif
+
 free_result heap_free_huge(region *r, void *p) noexcept {
+  if (checked_mode())
+    return free_result::checked; // so a sized free's size reaches checked_free
+  return huge_release(r, p);
+}
+
+free_result huge_release(region *r, void *p) noexcept {
+  constexpr std::uint64_t ptr_mask = (std::uint64_t{1} << 48) - 1;
+  std::uint64_t w = r->huge_claim.load(std::memory_order_acquire);
+  auto *owner = reinterpret_cast<heap_state *>(w & ptr_mask);
+  if (owner == nullptr)
+    return free_result::double_free; // the descriptor holds no block now
+  // Read after the claim word (acquire): the start of that generation's block or later.
   if (p != r->huge_start)
     return free_result::interior;
-  heap_state *owner = r->owner.exchange(nullptr, std::memory_order_acq_rel);
-  if (owner == nullptr)
-    return free_result::double_free; // lost a race with another free
+#if defined(RAMALLOC_DEBUG)
+  if (g_huge_release_test_hook != nullptr)
+    g_huge_release_test_hook(p);
+#endif
+  // Fails if another free claimed the block, or if the descriptor was recycled for
+  // another block since `w` was read (its generation changed): never unmap that one.
+  if (!r->huge_claim.compare_exchange_strong(w, w & ~ptr_mask, std::memory_order_acq_rel,
+                                             std::memory_order_relaxed))
+    return free_result::double_free;
+  r->owner.store(nullptr, std::memory_order_relaxed);
   owner->huge_live_bytes.fetch_sub(r->huge_usable, std::memory_order_relaxed);
   owner->huge_live_blocks.fetch_sub(1, std::memory_order_relaxed);
   page_map_unregister(r->base, r->map_size);
@@ -507,6 +563,7 @@ void heap_pay_reserve(heap_state *h) noexcept {
 }
 
 void heap_flush(heap_state *h) noexcept {
+  quarantine_drain(h);
   while (page *pg = h->inbox.pop())
     settle_inbox_page(h, pg);
   heap_pay_reserve(h);
@@ -523,12 +580,12 @@ void heap_flush(heap_state *h) noexcept {
         } else {
           std::uint32_t tail = r, link;
           for (;;) {
-            __builtin_memcpy(&link, pg->start + tail, sizeof link);
+            link = load_link(pg, pg->start + tail);
             if (link == nil_offset)
               break;
             tail = link;
           }
-          __builtin_memcpy(pg->start + tail, &pg->free_head, sizeof link);
+          store_link(pg, pg->start + tail, pg->free_head);
           pg->free_head = r;
         }
       }
@@ -552,6 +609,7 @@ std::size_t heap_release_all(heap_state *h) noexcept {
   // (bounded by the heap's pages: a page is queued at most once).
   while (h->inbox.pop() != nullptr)
     count_step();
+  quarantine_forget(h);
   h->inbox_count.store(0, std::memory_order_relaxed);
   for (auto &l : h->avail)
     l = {};

@@ -73,6 +73,17 @@ struct heap_state {
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  // Checked mode: blocks freed locally wait here (FIFO) before going back to their page,
+  // so a stale pointer's second free finds them free and a write after free is caught
+  // when they leave. Owner only; they count as used in their page (not as live blocks).
+  struct quarantined {
+    std::byte *block;
+    page *pg;
+  };
+  static constexpr unsigned quarantine_slots = 64;
+  quarantined quarantine[quarantine_slots];
+  std::uint32_t quarantine_first = 0, quarantine_count = 0;
+  std::size_t quarantine_bytes = 0;
   bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
@@ -129,6 +140,8 @@ enum class free_result : std::uint8_t {
   not_live,    // inside a region but not inside a live page or block
   interior,    // inside a live block but not its start
   double_free, // the block is already free
+  checked,     // a huge block in checked mode: the caller completes it with checked_free
+  other,       // not a standard OS region: the caller's out-of-line path calls heap_free_other
 };
 
 /// Random key for the double-free canary (set once at start-up).
@@ -147,6 +160,14 @@ __attribute__((noinline)) void page_emptied(heap_state *h, page *pg) noexcept;
 __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
+/// Frees huge block `p` of descriptor `r` (claiming it with one CAS on its generation and
+/// owner word, so a stale free can never unmap the block a recycled descriptor now
+/// holds). O(size / 1 GiB).
+free_result huge_release(region *r, void *p) noexcept;
+#if defined(RAMALLOC_DEBUG)
+/// Tests only: called by huge_release between its checks and its claim.
+extern void (*g_huge_release_test_hook)(void *p) noexcept;
+#endif
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
 
@@ -172,6 +193,16 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     if (RAMALLOC_UNLIKELY(seen == mark))
       return free_result::double_free;
     __builtin_memcpy(p + 4, &mark, sizeof mark);
+  } else {
+    // The 4-byte class has no room for a canary; what can be told for nothing is an
+    // immediate double free: the block heads the list this free would push it on (the
+    // page's own list for a local free, its remote list for a remote one). Inline: a call
+    // here would make the whole fast path save registers.
+    const std::uint32_t head = r->owner.load(std::memory_order_relaxed) == current
+                                   ? pg->free_head
+                                   : remote_word::head(pg->remote.load(std::memory_order_relaxed));
+    if (RAMALLOC_UNLIKELY(head == off))
+      return free_result::double_free;
   }
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (RAMALLOC_UNLIKELY(owner != current)) {
@@ -202,8 +233,10 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   if (RAMALLOC_UNLIKELY(g >= granule_count))
     return free_result::not_ours;
   const std::uintptr_t entry = page_map[g].load(std::memory_order_acquire);
+  // Static-buffer and huge regions (and no region) are left to the caller's out-of-line
+  // path (free_unusual), so no call is made here and the fast path saves no register.
   if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0))
-    return heap_free_other(current, ptr);
+    return free_result::other;
   // A standard OS region: its header is at the granule's start, in the fixed layout.
   // Header slices have zeroed descriptors (state unused), so no range check is needed.
   auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);

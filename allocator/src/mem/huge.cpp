@@ -63,6 +63,10 @@ void *heap_alloc_huge(heap_state *h, std::size_t size, std::size_t align) noexce
   r->huge_start = static_cast<std::byte *>(mem);
   r->huge_usable = usable;
   r->owner.store(h, std::memory_order_release);
+  // A new generation: a stale free still holding the previous one can no longer claim.
+  const std::uint64_t generation = (r->huge_claim.load(std::memory_order_relaxed) >> 48) + 1;
+  r->huge_claim.store((generation << 48) | reinterpret_cast<std::uintptr_t>(h),
+                      std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, mem, map), "huge mapping overlaps the page map");
   h->huge_live_bytes.fetch_add(usable, std::memory_order_relaxed);
   h->huge_live_blocks.fetch_add(1, std::memory_order_relaxed);

@@ -75,12 +75,31 @@ struct alignas(64) page {
   list_links<page> links;       // class available list, page cache, or free-span bin
   list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
   std::uint64_t freed_at_ms = 0;
+  // --- checked mode (mem/checked.cpp); never read on a fast path ---
+  // A checked page keeps `bump` at 0, so every free into it fails the fast path's "never
+  // handed out" test and is completed out of line by checked_free; its real bump index
+  // is here. Read by checked frees from any thread: relaxed atomics.
+  std::atomic<std::uint32_t> checked_bump{0};
+  std::atomic<bool> checked{false};
 
   /// Index of the block containing byte `offset` (offset < capacity * block_size).
   std::uint32_t block_index(std::size_t offset) const noexcept {
     return static_cast<std::uint32_t>((offset * div_magic.load(std::memory_order_relaxed)) >> 40);
   }
 };
+
+/// The page's bump index (blocks at or past it were never handed out), whatever its mode.
+inline std::uint32_t page_bump(const page *pg) noexcept {
+  return pg->checked.load(std::memory_order_relaxed)
+             ? pg->checked_bump.load(std::memory_order_relaxed)
+             : pg->bump.load(std::memory_order_relaxed);
+}
+inline void set_page_bump(page *pg, std::uint32_t v) noexcept {
+  if (pg->checked.load(std::memory_order_relaxed))
+    pg->checked_bump.store(v, std::memory_order_relaxed);
+  else
+    pg->bump.store(v, std::memory_order_relaxed);
+}
 
 /// Exact for offsets below 2^21 (a medium page is at most 2 MiB) and block sizes below
 /// 2^19: the rounding error of the magic times the offset stays under 2^40.

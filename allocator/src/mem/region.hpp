@@ -36,6 +36,15 @@ struct region {
   // huge regions: the one block
   relaxed<std::byte *> huge_start{nullptr};
   relaxed<std::size_t> huge_usable{0};
+  // Huge regions: the block's generation (bits 48..63, bumped at each use of the
+  // descriptor) and owner heap (bits 0..47). A free claims the block with one CAS on it,
+  // so a stale free that read the descriptor of an earlier block can never claim (and
+  // unmap) the block the recycled descriptor describes now.
+  std::atomic<std::uint64_t> huge_claim{0};
+  // Checked mode: per slice, 2 KiB of live bits (one per block of a checked page headed
+  // at that slice), reserved when the region's first checked page is formatted (address
+  // space only), never released. Read by checked frees from any thread.
+  std::atomic<std::atomic<std::uint64_t> *> live_bits{nullptr};
   std::atomic<region *> free_next{nullptr};         // descriptor pool link (huge.cpp)
   list_links<region> links;                         // owner heap's region list
   std::atomic<std::uint16_t> *slice_head = nullptr; // per slice: index of its span's head

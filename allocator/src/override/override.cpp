@@ -20,12 +20,20 @@ namespace {
 
 /// A free that the core rejected: glibc's own chunks go back to glibc, the rest is
 /// reported (RAMALLOC_ON_INVALID decides what follows).
-__attribute__((noinline, cold)) void free_rejected(void *p, free_result r) noexcept {
+/// Checked pages' blocks (and huge blocks in checked mode) are completed here too.
+__attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool sized = false,
+                                                   std::size_t size = 0,
+                                                   std::size_t align = 0) noexcept {
+  if (r == free_result::other) {
+    r = heap_free_other(t_current, p);
+    if (r == free_result::freed)
+      return;
+  }
   if (r == free_result::not_ours && glibc_owns(p)) {
     __libc_free(p);
     return;
   }
-  report_bad_free(p, r);
+  free_unusual(p, r, sized, size, align);
 }
 
 RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
@@ -34,6 +42,16 @@ RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
   const free_result r = free_counted(p);
   if (RAMALLOC_UNLIKELY(r != free_result::freed))
     free_rejected(p, r);
+}
+
+/// A sized free (sized delete, free_sized): the same fast path; the size only travels to
+/// the out-of-line path, where checked pages compare it with the block's size class.
+RAMALLOC_FAST_PATH void free_any_sized(void *p, std::size_t size, std::size_t align) noexcept {
+  if (RAMALLOC_UNLIKELY(p == nullptr))
+    return;
+  const free_result r = free_counted(p);
+  if (RAMALLOC_UNLIKELY(r != free_result::freed))
+    free_rejected(p, r, true, size, align);
 }
 
 bool is_foreign_glibc(const void *p) noexcept {
@@ -107,6 +125,14 @@ RAMALLOC_EXPORT void free(void *p) noexcept {
 }
 RAMALLOC_EXPORT void cfree(void *p) noexcept {
   free_any(p);
+}
+/// C23: free of a block allocated with `size` bytes (checked mode verifies the size).
+RAMALLOC_EXPORT void free_sized(void *p, std::size_t size) noexcept {
+  free_any_sized(p, size, 0);
+}
+/// C23: free of a block from aligned_alloc(align, size).
+RAMALLOC_EXPORT void free_aligned_sized(void *p, std::size_t align, std::size_t size) noexcept {
+  free_any_sized(p, size, align);
 }
 
 RAMALLOC_EXPORT void *calloc(std::size_t count, std::size_t size) noexcept {
@@ -234,11 +260,11 @@ void operator delete(void *p) noexcept {
 void operator delete[](void *p) noexcept {
   free_any(p);
 }
-void operator delete(void *p, std::size_t) noexcept {
-  free_any(p);
+void operator delete(void *p, std::size_t n) noexcept {
+  free_any_sized(p, n, 0);
 }
-void operator delete[](void *p, std::size_t) noexcept {
-  free_any(p);
+void operator delete[](void *p, std::size_t n) noexcept {
+  free_any_sized(p, n, 0);
 }
 void operator delete(void *p, const std::nothrow_t &) noexcept {
   free_any(p);
@@ -252,11 +278,11 @@ void operator delete(void *p, std::align_val_t) noexcept {
 void operator delete[](void *p, std::align_val_t) noexcept {
   free_any(p);
 }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept {
-  free_any(p);
+void operator delete(void *p, std::size_t n, std::align_val_t a) noexcept {
+  free_any_sized(p, n, static_cast<std::size_t>(a));
 }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept {
-  free_any(p);
+void operator delete[](void *p, std::size_t n, std::align_val_t a) noexcept {
+  free_any_sized(p, n, static_cast<std::size_t>(a));
 }
 void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept {
   free_any(p);
