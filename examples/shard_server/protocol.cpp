@@ -408,6 +408,35 @@ void encode_ping(bytes &out, std::uint32_t seq, std::uint64_t client_time,
   w.finish();
 }
 
+bool encode_client_message(bytes &out, const client_message &m) {
+  if (!m.ok)
+    return false;
+  switch (m.op) {
+  case opcode::login:
+    encode_login(out, m.login.name, m.login.version);
+    return true;
+  case opcode::move:
+    encode_move(out, m.move.seq, m.move.x, m.move.y);
+    return true;
+  case opcode::chat:
+    encode_chat(out, m.chat.channel, m.chat.target, m.chat.text);
+    return true;
+  case opcode::enter_instance:
+  case opcode::change_zone:
+    encode_zone_index(out, m.op, m.zone.index);
+    return true;
+  case opcode::leave_instance:
+  case opcode::logout:
+    encode_empty(out, m.op);
+    return true;
+  case opcode::ping:
+    encode_ping(out, m.ping.seq, m.ping.client_time, m.ping.pad);
+    return true;
+  default:
+    return false;
+  }
+}
+
 void encode_login_ok(bytes &out, std::uint32_t player_id, std::uint16_t tick_hz,
                      std::uint16_t zones, std::uint16_t dungeons) {
   frame_writer w(out, opcode::login_ok);

@@ -216,6 +216,9 @@ void encode_zone_index(bytes &out, opcode op, std::uint16_t index);
 void encode_empty(bytes &out, opcode op);
 void encode_ping(bytes &out, std::uint32_t seq, std::uint64_t client_time,
                  std::span<const std::uint8_t> pad);
+/// Encodes a parsed client message again (parse_client's inverse: the bytes it was
+/// decoded from). False, and nothing appended, for a message that is not `ok`.
+bool encode_client_message(bytes &out, const client_message &m);
 
 void encode_login_ok(bytes &out, std::uint32_t player_id, std::uint16_t tick_hz,
                      std::uint16_t zones, std::uint16_t dungeons);

@@ -45,30 +45,8 @@ proto::bytes raw_frame(std::uint8_t op, std::vector<std::uint8_t> payload) {
 /// Re-encodes an accepted client message; must give back the decoded bytes.
 proto::bytes reencode(const proto::client_message &m) {
   proto::bytes out;
-  switch (m.op) {
-  case proto::opcode::login:
-    proto::encode_login(out, m.login.name, m.login.version);
-    break;
-  case proto::opcode::move:
-    proto::encode_move(out, m.move.seq, m.move.x, m.move.y);
-    break;
-  case proto::opcode::chat:
-    proto::encode_chat(out, m.chat.channel, m.chat.target, m.chat.text);
-    break;
-  case proto::opcode::enter_instance:
-  case proto::opcode::change_zone:
-    proto::encode_zone_index(out, m.op, m.zone.index);
-    break;
-  case proto::opcode::leave_instance:
-  case proto::opcode::logout:
-    proto::encode_empty(out, m.op);
-    break;
-  case proto::opcode::ping:
-    proto::encode_ping(out, m.ping.seq, m.ping.client_time, m.ping.pad);
-    break;
-  default:
+  if (!proto::encode_client_message(out, m))
     ADD_FAILURE() << "accepted opcode " << int(m.op);
-  }
   return out;
 }
 

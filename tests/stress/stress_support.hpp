@@ -94,6 +94,33 @@ using ramalloc_test_common::rng;
 
 // --- a bounded blocking queue -----------------------------------------------------------
 
+/// For tests that race bad frees and queries on purpose: while alive, reports are only
+/// counted (on_invalid=ignore, a counting callback); the previous options and the default
+/// handler come back on destruction.
+class counted_bad_frees {
+public:
+  counted_bad_frees() : saved_(ramalloc::get_options()) {
+    count_.store(0, std::memory_order_relaxed);
+    ram_set_error_handler([](ram_error, const void *, const char *,
+                             void *) { count_.fetch_add(1, std::memory_order_relaxed); },
+                          nullptr);
+    ramalloc::options o = saved_;
+    o.on_invalid = ramalloc::options::on_invalid_mode::ignore;
+    ramalloc::set_options(o);
+  }
+  ~counted_bad_frees() {
+    ramalloc::set_options(saved_);
+    ram_set_error_handler(nullptr, nullptr);
+  }
+  counted_bad_frees(const counted_bad_frees &) = delete;
+  counted_bad_frees &operator=(const counted_bad_frees &) = delete;
+  std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+
+private:
+  static inline std::atomic<std::uint64_t> count_{0};
+  ramalloc::options saved_;
+};
+
 /// A fixed-capacity FIFO between threads (mutex + condition variables; test-only). Its
 /// storage is allocated once, in the constructor, so a test can measure resident memory
 /// after constructing it and see only the allocator's memory move.

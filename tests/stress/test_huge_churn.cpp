@@ -85,14 +85,7 @@ TEST(HugeChurn, ManyThreadsAllocatingAndFreeingHugeBlocksNeverShareADescriptor) 
 }
 
 TEST(HugeChurn, QueriesAndBadFreesRacingHugeFreesAnswerSafely) {
-  constinit static std::atomic<std::uint64_t> reports{0};
-  ram_set_error_handler([](ram_error, const void *, const char *,
-                           void *) { reports.fetch_add(1, std::memory_order_relaxed); },
-                        nullptr);
-  ramalloc::options saved = ramalloc::get_options();
-  ramalloc::options o = saved;
-  o.on_invalid = ramalloc::options::on_invalid_mode::ignore;
-  ramalloc::set_options(o);
+  counted_bad_frees reports;
 
   const int allocators = 3, checkers = 3;
   const std::size_t rounds = scaled(400, 0.25, 0.5, 20);
@@ -133,9 +126,7 @@ TEST(HugeChurn, QueriesAndBadFreesRacingHugeFreesAnswerSafely) {
     });
   for (auto &th : pool)
     th.join();
-  ramalloc::set_options(saved);
-  ram_set_error_handler(nullptr, nullptr);
   std::printf("[ stats ] %llu bad frees reported\n",
-              static_cast<unsigned long long>(reports.load()));
+              static_cast<unsigned long long>(reports.count()));
   EXPECT_EQ(wrong.load(), 0);
 }

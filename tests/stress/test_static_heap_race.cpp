@@ -16,14 +16,7 @@
 using namespace ramalloc_stress;
 
 TEST(StaticHeapRace, QueriesAndForeignFreesRacingStaticHeapTurnoverAnswerSafely) {
-  constinit static std::atomic<std::uint64_t> reports{0};
-  ram_set_error_handler([](ram_error, const void *, const char *,
-                           void *) { reports.fetch_add(1, std::memory_order_relaxed); },
-                        nullptr);
-  ramalloc::options saved = ramalloc::get_options();
-  ramalloc::options o = saved;
-  o.on_invalid = ramalloc::options::on_invalid_mode::ignore;
-  ramalloc::set_options(o);
+  counted_bad_frees reports;
 
   // One mapping inside a granule: the heap's buffer and, after it, memory that is not.
   constexpr std::size_t buffer_size = 2 * MiB, mapping = 8 * MiB;
@@ -66,9 +59,7 @@ TEST(StaticHeapRace, QueriesAndForeignFreesRacingStaticHeapTurnoverAnswerSafely)
   for (auto &t : checkers)
     t.join();
   ::munmap(raw, 2 * mapping);
-  ramalloc::set_options(saved);
-  ram_set_error_handler(nullptr, nullptr);
   std::printf("[ stats ] %zu heaps, %llu foreign frees reported\n", rounds,
-              static_cast<unsigned long long>(reports.load()));
+              static_cast<unsigned long long>(reports.count()));
   EXPECT_EQ(wrong.load(), 0);
 }

@@ -168,17 +168,17 @@ TEST(ReleaseAll, StaticBufferHeapCanBeFilledAgain) {
   ASSERT_NE(buffer, nullptr);
   {
     ramalloc::heap zone(buffer, size);
-  std::size_t first = 0;
-  while (zone.acquire(4096) != nullptr)
-    ++first;
-  ASSERT_GT(first, 0u);
-  zone.release_all();
-  EXPECT_EQ(zone.get_stats().live_blocks, 0u);
-  std::size_t second = 0;
-  while (zone.acquire(4096) != nullptr)
-    ++second;
-  EXPECT_EQ(second, first) << "release_all must make the whole buffer usable again";
-  zone.release_all();
+    std::size_t first = 0;
+    while (zone.acquire(4096) != nullptr)
+      ++first;
+    ASSERT_GT(first, 0u);
+    zone.release_all();
+    EXPECT_EQ(zone.get_stats().live_blocks, 0u);
+    std::size_t second = 0;
+    while (zone.acquire(4096) != nullptr)
+      ++second;
+    EXPECT_EQ(second, first) << "release_all must make the whole buffer usable again";
+    zone.release_all();
   }
   glibc_free(buffer);
 }

@@ -23,7 +23,8 @@ long minor_faults_of_this_thread() {
 } // namespace
 
 TEST(Reserve, AllocationsInsideTheReserveTakeNoPageFault) {
-  if (under_sanitizer()) GTEST_SKIP() << "sanitizer runtimes fault pages of their own";
+  if (under_sanitizer())
+    GTEST_SKIP() << "sanitizer runtimes fault pages of their own";
   ramalloc::options o = ramalloc::get_options();
   o.reserve = 16 * MiB;
   ramalloc::set_options(o);
@@ -36,7 +37,7 @@ TEST(Reserve, AllocationsInsideTheReserveTakeNoPageFault) {
     std::fill_n(std::back_inserter(blocks), 100000, nullptr); // touch the vector first
     blocks.clear();
     ramalloc::discard(ramalloc::acquire(64)); // binds the heap: the reserve is owed
-    while (ramalloc::reclaim(16) != 0) {       // the owner's loop pays it
+    while (ramalloc::reclaim(16) != 0) {      // the owner's loop pays it
     }
     const long before = minor_faults_of_this_thread();
     for (int i = 0; i < 100000; ++i) { // 6.4 MB of 64-byte blocks, written
@@ -45,7 +46,8 @@ TEST(Reserve, AllocationsInsideTheReserveTakeNoPageFault) {
       blocks.push_back(p);
     }
     faults = minor_faults_of_this_thread() - before;
-    for (void *p : blocks) ramalloc::discard(p);
+    for (void *p : blocks)
+      ramalloc::discard(p);
     ramalloc::flush();
     committed = ramalloc::current_heap().get_stats().committed_bytes;
   });
@@ -56,7 +58,8 @@ TEST(Reserve, AllocationsInsideTheReserveTakeNoPageFault) {
 }
 
 TEST(Reserve, FlushKeepsTheReserveResidentAndReturnsTheRest) {
-  if (under_sanitizer()) GTEST_SKIP() << "shadow memory makes RSS meaningless";
+  if (under_sanitizer())
+    GTEST_SKIP() << "shadow memory makes RSS meaningless";
   ramalloc::options o = ramalloc::get_options();
   o.reserve = 32 * MiB;
   ramalloc::set_options(o);
@@ -64,9 +67,12 @@ TEST(Reserve, FlushKeepsTheReserveResidentAndReturnsTheRest) {
   std::thread worker([&] {
     std::vector<void *> blocks;
     blocks.reserve(200000);
-    for (int i = 0; i < 200000; ++i) blocks.push_back(ramalloc::acquire(1000)); // ~200 MB
-    for (void *p : blocks) std::memset(p, 1, 1000);
-    for (void *p : blocks) ramalloc::discard(p);
+    for (int i = 0; i < 200000; ++i)
+      blocks.push_back(ramalloc::acquire(1000)); // ~200 MB
+    for (void *p : blocks)
+      std::memset(p, 1, 1000);
+    for (void *p : blocks)
+      ramalloc::discard(p);
     ramalloc::flush();
     const std::size_t after = resident_bytes();
     EXPECT_GE(after + 2 * MiB, start + 32 * MiB) << "the reserve was given back";

@@ -47,11 +47,11 @@ typedef struct ram_stats {
 
 /** Kinds of bad input reported through the error callback. */
 typedef enum ram_error {
-  RAM_ERROR_INVALID_FREE = 1,  /**< pointer is not from ramalloc */
-  RAM_ERROR_INTERIOR_FREE = 2, /**< pointer is inside a block, not its start */
-  RAM_ERROR_DOUBLE_FREE = 3,   /**< block was already free */
-  RAM_ERROR_BAD_OPTION = 4,    /**< an option value was rejected */
-  RAM_ERROR_OUT_OF_MEMORY = 5, /**< the OS refused memory (reported only when verbose) */
+  RAM_ERROR_INVALID_FREE = 1,     /**< pointer is not from ramalloc */
+  RAM_ERROR_INTERIOR_FREE = 2,    /**< pointer is inside a block, not its start */
+  RAM_ERROR_DOUBLE_FREE = 3,      /**< block was already free */
+  RAM_ERROR_BAD_OPTION = 4,       /**< an option value was rejected */
+  RAM_ERROR_OUT_OF_MEMORY = 5,    /**< the OS refused memory (reported only when verbose) */
   RAM_ERROR_WRITE_AFTER_FREE = 6, /**< checked mode: a freed block was written to */
   RAM_ERROR_SIZE_MISMATCH = 7     /**< checked mode: sized delete/free_sized with a size the
                                        block was not allocated with */

@@ -29,8 +29,7 @@ constexpr std::uint32_t extend_count(std::uint32_t bs) {
 /// checked page, which only the slow path pops (checked_pop).
 void sync_current(heap_state *h, unsigned cls) noexcept {
   page *f = h->avail[cls].front();
-  h->current[cls] =
-      f != nullptr && !f->checked.load(std::memory_order_relaxed) ? f : &g_empty_page;
+  h->current[cls] = f != nullptr && !f->checked.load(std::memory_order_relaxed) ? f : &g_empty_page;
 }
 
 void avail_push_back(heap_state *h, page *pg) noexcept {
@@ -61,8 +60,8 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->used = 0;
   pg->bump.store(0, std::memory_order_relaxed);
   pg->checked_bump.store(0, std::memory_order_relaxed);
-  pg->checked.store(checked_mode() && checked_format(pg->home, pg, pg->capacity.load(
-                                                                       std::memory_order_relaxed)),
+  pg->checked.store(checked_mode() &&
+                        checked_format(pg->home, pg, pg->capacity.load(std::memory_order_relaxed)),
                     std::memory_order_relaxed);
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);

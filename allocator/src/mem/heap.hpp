@@ -84,7 +84,7 @@ struct heap_state {
   quarantined quarantine[quarantine_slots];
   std::uint32_t quarantine_first = 0, quarantine_count = 0;
   std::size_t quarantine_bytes = 0;
-  bool thread_heap = false;          // bound to a thread (adoptable when orphaned)
+  bool thread_heap = false; // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
 

@@ -88,7 +88,8 @@ std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
     n = slices_per_region / 2; // the reserve option is at most 512 MiB anyway
   page *pg = span_alloc(h, n, 1, /*zeroed=*/nullptr, /*clean_only=*/true);
   if (pg == nullptr) {
-    h->reserve_owed.store(0, std::memory_order_relaxed); // out of memory: the reserve is best effort
+    h->reserve_owed.store(0,
+                          std::memory_order_relaxed); // out of memory: the reserve is best effort
     return 0;
   }
   const std::size_t bytes = std::size_t{n} * slice_size;
@@ -98,8 +99,8 @@ std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
   return bytes;
 }
 
-page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
-                 bool *zeroed, bool clean_only) noexcept {
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, bool *zeroed,
+                 bool clean_only) noexcept {
   const std::uint32_t need = n + align_slices - 1;
   if (need > slices_per_region)
     return nullptr;
@@ -271,8 +272,8 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
     // Descriptors inside the one free span are never read again until it is split:
     // give their pages back too (zero pages read as "unused").
     const auto lo = align_up(reinterpret_cast<std::uintptr_t>(&r->pages[first + 1]), os_page_size);
-    const auto hi = reinterpret_cast<std::uintptr_t>(&r->pages[r->slice_count - 1]) &
-                    ~(os_page_size - 1);
+    const auto hi =
+        reinterpret_cast<std::uintptr_t>(&r->pages[r->slice_count - 1]) & ~(os_page_size - 1);
     if (hi > lo)
       os_pages::purge(reinterpret_cast<void *>(lo), hi - lo);
   }
@@ -316,7 +317,8 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
   h->regions.push_back(r);
   h->reserved.add(r->map_size);
   h->committed.add(r->map_size);
-  h->reserve_owed.store(0, std::memory_order_relaxed); // a static buffer is the caller's memory: nothing to pre-fault
+  h->reserve_owed.store(
+      0, std::memory_order_relaxed); // a static buffer is the caller's memory: nothing to pre-fault
   insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
   return nullptr;
 }

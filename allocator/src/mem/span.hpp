@@ -11,8 +11,8 @@ namespace ramalloc::detail {
 /// given) tells whether the span's bytes are known to be zero: a clean span of an OS
 /// region was never touched since it was mapped or purged (MADV_DONTNEED); a static
 /// buffer's spans never are.
-page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices,
-                 bool *zeroed = nullptr, bool clean_only = false) noexcept;
+page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, bool *zeroed = nullptr,
+                 bool clean_only = false) noexcept;
 /// Returns an in-use span (or cached page) to the free bins, coalescing with neighbours.
 /// `purged`: its memory was just given back to the OS. Returns the merged span's head.
 page *span_free(heap_state *h, page *pg, bool purged) noexcept;
