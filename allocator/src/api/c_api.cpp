@@ -110,9 +110,9 @@ void *ram_realloc(void *p, size_t size) {
     errno = EINVAL;
     return nullptr;
   }
-  // A block already freed (exactly, on a checked page; by its canary otherwise) is
-  // reported before anything is copied or allocated.
-  if (free_result why; RAMALLOC_UNLIKELY(!block_is_live(p, &why))) {
+  // A block already freed (exactly on a checked page; by its canary, confirmed by the
+  // owner, otherwise) is reported before anything is copied or allocated.
+  if (free_result why; RAMALLOC_UNLIKELY(!block_is_live(t_current, p, &why))) {
     report_bad_free(p, why);
     errno = EINVAL;
     return nullptr;

@@ -96,8 +96,15 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
     what = "free of a pointer inside a block, not at its start";
     break;
   case free_result::double_free:
+  case free_result::marked:
     kind = RAM_ERROR_DOUBLE_FREE;
     what = "the block is already free";
+    break;
+  case free_result::unconfirmed:
+    static_assert(heap_state::parked_slots == 16, "the message names the number");
+    kind = RAM_ERROR_DOUBLE_FREE;
+    what = "the block looks already free (it carries its free canary, and its owning heap "
+           "has 16 such frees from other threads to confirm already)";
     break;
   }
   if (!info) {
@@ -117,6 +124,11 @@ RAMALLOC_SLOW_PATH inline bool free_unusual(void *p, free_result r, bool sized =
                                             std::size_t size = 0, std::size_t align = 0) noexcept {
   if (r == free_result::other) {
     r = heap_free_other(t_current, p);
+    if (r == free_result::freed)
+      return true;
+  }
+  if (r == free_result::marked) {
+    r = free_marked(t_current, p);
     if (r == free_result::freed)
       return true;
   }

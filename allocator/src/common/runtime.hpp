@@ -55,6 +55,9 @@ void report_block_error(ram_error kind, const void *p, const char *what, const v
                         std::size_t block_size, const char *block_kind,
                         const void *owner) noexcept;
 
+/// Counts a rejected free (ram_stats: invalid frees; global/heaps.cpp).
+void count_invalid_free() noexcept;
+
 /// Milliseconds on a coarse monotonic clock (cheap: vDSO).
 std::uint64_t now_ms() noexcept;
 

@@ -68,6 +68,7 @@ bool is_drained(const heap_state *h) noexcept {
   // Empty current pages wait on the idle list: a pooled heap keeps nothing resident
   // but its reserve, so those must have been retired too.
   return heap_live_blocks(h) == 0 && h->inbox_count.load(std::memory_order_relaxed) == 0 &&
+         h->parked_count.load(std::memory_order_relaxed) == 0 &&
          h->cache.empty() && h->idle.empty() &&
          (h->dirty_fifo.empty() ||
           h->committed.get() <= g_options.reserve.load(std::memory_order_relaxed));

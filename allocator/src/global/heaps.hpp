@@ -46,7 +46,5 @@ std::size_t service_orphans(std::size_t budget) noexcept;
 void flush_orphans() noexcept;
 /// Process-wide statistics.
 void global_stats(ram_stats *out) noexcept;
-/// Counts a rejected free.
-void count_invalid_free() noexcept;
 
 } // namespace ramalloc::detail

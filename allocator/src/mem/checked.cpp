@@ -17,18 +17,6 @@ std::atomic<std::uint64_t> *live_bits_of(const region *r, const page *pg) noexce
   return t == nullptr ? nullptr : t + std::size_t{r->index_of(pg)} * live_words_per_slice;
 }
 
-const char *kind_name(const page *pg) noexcept {
-  if (pg->div_magic.load(std::memory_order_relaxed) == 0)
-    return "large";
-  return pg->slices.load(std::memory_order_relaxed) == 1 ? "small" : "medium";
-}
-
-void report_page_block(ram_error kind, const void *p, const char *what, const page *pg,
-                       const void *start) noexcept {
-  report_block_error(kind, p, what, start, pg->block_size.load(std::memory_order_relaxed),
-                     kind_name(pg), pg->home->owner.load(std::memory_order_relaxed));
-}
-
 /// The first pattern byte of [from, min(block, checked_fill_bytes)) that changed, or
 /// SIZE_MAX.
 std::size_t pattern_damage(const std::byte *b, std::size_t from, std::uint32_t bs) noexcept {
@@ -202,8 +190,8 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   return b;
 }
 
-bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
-                  std::size_t align, free_result *out) noexcept {
+bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, std::size_t align,
+                  free_result *out) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
   region *r = region_of(p);
   if (r == nullptr)
@@ -218,8 +206,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
   std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
   if (bits == nullptr)
     return false;
-  const auto off =
-      static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
+  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const bool large = pg->div_magic.load(std::memory_order_relaxed) == 0;
   const std::uint32_t idx = large ? 0 : pg->block_index(off);
@@ -254,7 +241,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
   return true;
 }
 
-bool block_is_live(const void *ptr, free_result *why) noexcept {
+bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexcept {
   const auto *p = static_cast<const std::byte *>(ptr);
   region *r = region_of(p);
   *why = free_result::not_ours;
@@ -288,7 +275,11 @@ bool block_is_live(const void *ptr, free_result *why) noexcept {
     return true; // no canary: cannot tell
   std::uint32_t seen;
   __builtin_memcpy(&seen, p + 4, sizeof seen);
-  return seen != canary_of(p);
+  if (seen != canary_of(p))
+    return true;
+  // The canary is a hint: its owner decides exactly; another thread cannot walk the
+  // page's lists, and the free that follows is confirmed by the owner (free_marked).
+  return r->owner.load(std::memory_order_relaxed) != current || !block_listed(pg, off);
 }
 
 void quarantine_drain(heap_state *h) noexcept {

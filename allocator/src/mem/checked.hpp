@@ -83,10 +83,12 @@ bool checked_free(heap_state *current, void *p, bool sized, std::size_t size, st
                   free_result *out) noexcept;
 
 /// Whether `p` is the start of a live block; otherwise `*why` says what it is. Checked
-/// pages answer from their live bits (exact), fast pages from the double-free canary (a
-/// block that carries it is free; 4-byte blocks always look live). Used by realloc
-/// before it copies. O(1).
-bool block_is_live(const void *p, free_result *why) noexcept;
+/// pages answer from their live bits (exact). Fast pages answer from the double-free
+/// canary, confirmed when `current` owns the block (a block that carries it and is on
+/// its page's free lists is free; one of another heap looks live, and the free that
+/// follows is confirmed by its owner; 4-byte blocks always look live). Used by realloc
+/// before it copies. O(1), or O(the page's capacity) when the canary is found.
+bool block_is_live(heap_state *current, const void *p, free_result *why) noexcept;
 
 /// Releases every quarantined block of `h` to its page (owner only). O(quarantine_slots).
 void quarantine_drain(heap_state *h) noexcept;

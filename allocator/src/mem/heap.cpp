@@ -358,6 +358,137 @@ void maybe_auto_purge(heap_state *h) noexcept {
 
 } // namespace
 
+std::uint32_t free_block_mark(const void *p) noexcept {
+  return canary_of(p);
+}
+
+const char *kind_name(const page *pg) noexcept {
+  if (pg->div_magic.load(std::memory_order_relaxed) == 0)
+    return "large";
+  return pg->slices.load(std::memory_order_relaxed) == 1 ? "small" : "medium";
+}
+
+void report_page_block(ram_error kind, const void *p, const char *what, const page *pg,
+                       const void *start) noexcept {
+  report_block_error(kind, p, what, start, pg->block_size.load(std::memory_order_relaxed),
+                     kind_name(pg), pg->home->owner.load(std::memory_order_relaxed));
+}
+
+// --- the canary's confirmation --------------------------------------------------------
+
+namespace {
+
+/// Whether the list from `head` holds block `off`: links are followed at most `limit`
+/// times, and one that is not a block handed out by the page ends the walk with "yes"
+/// (a damaged list cannot prove the block live; reporting it changes nothing).
+bool list_holds(const page *pg, std::uint32_t head, std::uint32_t off,
+                std::uint32_t limit) noexcept {
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+  const std::uint32_t end = page_bump(pg) * bs;
+  std::uint32_t at = head;
+  for (std::uint32_t i = 0; at != nil_offset; ++i) {
+    count_step();
+    if (at == off || i == limit || at >= end || at % bs != 0)
+      return true;
+    at = load_link(pg, pg->start + at);
+  }
+  return false;
+}
+
+/// Parks a remote free of a block that carried its canary in its owner's slots. False if
+/// every slot is taken (a storm of double frees: the caller reports this one).
+bool park(heap_state *owner, std::byte *p) noexcept {
+  owner->parked_count.fetch_add(1, std::memory_order_relaxed);
+  for (auto &slot : owner->parked) {
+    count_step();
+    std::byte *empty = nullptr;
+    if (slot.load(std::memory_order_relaxed) == nullptr &&
+        slot.compare_exchange_strong(empty, p, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      if (owner->status.load(std::memory_order_relaxed) == heap_status::orphaned)
+        pay_orphan_slice(); // nobody owns it: the freeing thread helps, as for the inbox
+      return true;
+    }
+  }
+  owner->parked_count.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+/// The owner's verdict on parked free `p`: a live block holding its canary by chance is
+/// freed; a block on a free list, or one whose canary is gone (handed out again since:
+/// the first free put it back), or one whose page has gone, was already free.
+void confirm_parked(heap_state *h, std::byte *p) noexcept {
+  region *r = region_of(p);
+  page *pg = r != nullptr && r->kind != region_kind::huge ? span_of(r, p) : nullptr;
+  if (pg != nullptr && !pg->checked.load(std::memory_order_relaxed) &&
+      r->owner.load(std::memory_order_relaxed) == h) {
+    const auto off = static_cast<std::uint32_t>(p - pg->start);
+    const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+    std::uint32_t seen;
+    __builtin_memcpy(&seen, p + 4, sizeof seen);
+    if (pg->block_index(off) * bs == off && pg->block_index(off) < page_bump(pg) &&
+        seen == canary_of(p) && !block_listed(pg, off)) {
+      free_local(h, pg, p, off);
+      return;
+    }
+  }
+  count_invalid_free();
+  static constexpr const char *what =
+      "the block is already free (freed from another thread; confirmed by its owning heap)";
+  if (pg != nullptr)
+    report_page_block(RAM_ERROR_DOUBLE_FREE, p, what, pg, p);
+  else
+    report_error(RAM_ERROR_DOUBLE_FREE, p, what);
+}
+
+} // namespace
+
+bool block_listed(const page *pg, std::uint32_t off) noexcept {
+  const std::uint32_t limit = page_bump(pg);
+  if (list_holds(pg, pg->free_head, off, limit) || list_holds(pg, pg->local_free_head, off, limit))
+    return true;
+  // The remote list's links were written before the CAS that published them (acquire
+  // here); pushes after this load only prepend, so the chain read is stable.
+  const std::uint64_t w = pg->remote.load(std::memory_order_acquire);
+  return list_holds(pg, remote_word::head(w), off, remote_word::count(w));
+}
+
+free_result free_marked(heap_state *current, void *ptr) noexcept {
+  // heap_free found a block start of an in-use fast page here, holding its canary.
+  auto *p = static_cast<std::byte *>(ptr);
+  region *r = region_of(p);
+  page *pg = r != nullptr ? span_of(r, p) : nullptr;
+  if (pg == nullptr || pg->checked.load(std::memory_order_relaxed))
+    return free_result::double_free; // its page went back meanwhile (a racing free)
+  const auto off = static_cast<std::uint32_t>(p - pg->start);
+  heap_state *owner = r->owner.load(std::memory_order_relaxed);
+  if (owner == current) {
+    if (block_listed(pg, off))
+      return free_result::double_free;
+    free_local(owner, pg, p, off); // live, holding its canary value by chance
+    return free_result::freed;
+  }
+  if (remote_word::head(pg->remote.load(std::memory_order_acquire)) == off)
+    return free_result::double_free; // it heads the remote list: freed remotely just now
+  return park(owner, p) ? free_result::freed : free_result::unconfirmed;
+}
+
+bool settle_parked(heap_state *h) noexcept {
+  if (h->parked_count.load(std::memory_order_relaxed) == 0)
+    return false;
+  for (auto &slot : h->parked) {
+    count_step();
+    if (slot.load(std::memory_order_relaxed) == nullptr)
+      continue;
+    if (std::byte *p = slot.exchange(nullptr, std::memory_order_acquire)) {
+      h->parked_count.fetch_sub(1, std::memory_order_relaxed);
+      confirm_parked(h, p);
+      return true;
+    }
+  }
+  return false;
+}
+
 void heap_init(heap_state *h) noexcept {
   for (auto &c : h->current)
     c = &g_empty_page;
@@ -381,6 +512,7 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       settle_inbox_page(h, pg);
     }
   }
+  settle_parked(h);
   pay_orphan_slice();
   maybe_auto_purge(h);
   // At most three turns: the front page may be exhausted, every other page in the
@@ -534,6 +666,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
       settle_inbox_page(h, pg);
       continue;
     }
+    if (settle_parked(h))
+      continue;
     if (h->reserve_owed.load(std::memory_order_relaxed) != 0 && reserve_step(h, bytes_left) != 0)
       continue;
     if (!purge_step(h, now, bytes_left))
@@ -545,7 +679,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
 }
 
 std::size_t heap_pending(heap_state *h) noexcept {
-  return h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h) +
+  return h->inbox_count.load(std::memory_order_relaxed) +
+         h->parked_count.load(std::memory_order_relaxed) + reserve_units(h) +
          (purge_due(h, now_ms()) ? 1 : 0);
 }
 
@@ -565,6 +700,8 @@ void heap_flush(heap_state *h) noexcept {
   quarantine_drain(h);
   while (page *pg = h->inbox.pop())
     settle_inbox_page(h, pg);
+  while (settle_parked(h)) {
+  }
   heap_pay_reserve(h);
   // Pages the owner still holds: take their remote lists and retire the empty ones.
   for (unsigned cls = 0; cls < class_count; ++cls) {
@@ -610,6 +747,9 @@ std::size_t heap_release_all(heap_state *h) noexcept {
     count_step();
   quarantine_forget(h);
   h->inbox_count.store(0, std::memory_order_relaxed);
+  for (auto &slot : h->parked) // forgotten with their pages, like the inbox
+    slot.store(nullptr, std::memory_order_relaxed);
+  h->parked_count.store(0, std::memory_order_relaxed);
   for (auto &l : h->avail)
     l = {};
   for (auto &c : h->current)
@@ -646,7 +786,8 @@ void heap_stats(const heap_state *h, ram_stats *out) noexcept {
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
   out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) + reserve_units(h);
+  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) +
+                       h->parked_count.load(std::memory_order_relaxed) + reserve_units(h);
   out->remote_frees += h->remote_frees.get();
   out->pages_purged += h->pages_purged.get();
   out->bytes_purged += h->bytes_purged.get();

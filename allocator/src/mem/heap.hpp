@@ -56,6 +56,12 @@ struct heap_state {
   mpsc_queue<page, &page::inbox_next> inbox;
   page inbox_stub;
   std::atomic<std::uint64_t> inbox_count{0};
+  // Frees from other threads of blocks that carried their canary: a live block may hold
+  // that value by chance, and only the owner may walk the page's lists to tell. They
+  // wait here (debt, like the inbox) for the owner's next slow path or reclaim step.
+  static constexpr unsigned parked_slots = 16;
+  std::atomic<std::byte *> parked[parked_slots]{};
+  std::atomic<std::uint32_t> parked_count{0}; // >= the slots filled
 
   // --- statistics ---
   owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
@@ -140,6 +146,8 @@ enum class free_result : std::uint8_t {
   not_live,    // inside a region but not inside a live page or block
   interior,    // inside a live block but not its start
   double_free, // the block is already free
+  marked,      // the block carries its canary: free_marked decides (out of line)
+  unconfirmed, // it carries its canary, and its owner has parked_slots frees to confirm
   checked,     // a huge block in checked mode: the caller completes it with checked_free
   other,       // not a standard OS region: the caller's out-of-line path calls heap_free_other
 };
@@ -158,6 +166,12 @@ RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
 // path that may lead to them as cold and move it out of line.
 __attribute__((noinline)) void page_emptied(heap_state *h, page *pg) noexcept;
 __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
+/// Completes a free that found the block's canary (free_result::marked): a hint, not a
+/// verdict. Decided exactly by the owner (a walk of the page's free lists, at most its
+/// capacity in links): at once when `current` owns the block; otherwise the block is
+/// parked for the owner (heap_state::parked) unless it heads the page's remote list (an
+/// immediate repeat of a remote free). Returns freed, double_free or unconfirmed.
+RAMALLOC_SLOW_PATH free_result free_marked(heap_state *current, void *p) noexcept;
 void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
 /// Frees huge block `p` of descriptor `r` (claiming it with one CAS on its generation and
@@ -170,6 +184,24 @@ extern void (*g_huge_release_test_hook)(void *p) noexcept;
 #endif
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
+
+/// Gives live block `p` (byte `off` of `pg`) back to its page; the caller owns the page.
+RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
+                                   std::uint32_t off) noexcept {
+  // LIFO onto the list the fast path pops: the block just freed is the next handed out,
+  // while it is still in cache, and a malloc/free loop never leaves the fast paths.
+  __builtin_memcpy(p, &pg->free_head, sizeof(std::uint32_t));
+  pg->free_head = off;
+  owner->class_live[pg->size_class].sub(1);
+  if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
+    // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)
+    // needs nothing: it is already on the idle list.
+    if (!pg->in_idle)
+      page_emptied(owner, pg);
+  } else if (RAMALLOC_UNLIKELY(!pg->in_avail)) {
+    heap_unfull(owner, pg);
+  }
+}
 
 /// Frees block `ptr` at byte `off` of in-use page `pg` of region `r`, validating that it
 /// is a block start and not already free. O(1).
@@ -191,7 +223,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     __builtin_memcpy(&seen, p + 4, sizeof seen);
     const std::uint32_t mark = canary_of(p);
     if (RAMALLOC_UNLIKELY(seen == mark))
-      return free_result::double_free;
+      return free_result::marked;
     __builtin_memcpy(p + 4, &mark, sizeof mark);
   } else {
     // The 4-byte class has no room for a canary; what can be told for nothing is an
@@ -209,19 +241,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     heap_free_remote(owner, pg, p, off);
     return free_result::freed;
   }
-  // LIFO onto the list the fast path pops: the block just freed is the next handed out,
-  // while it is still in cache, and a malloc/free loop never leaves the fast paths.
-  __builtin_memcpy(p, &pg->free_head, sizeof(std::uint32_t));
-  pg->free_head = off;
-  owner->class_live[pg->size_class].sub(1);
-  if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
-    // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)
-    // needs nothing: it is already on the idle list.
-    if (!pg->in_idle)
-      page_emptied(owner, pg);
-  } else if (RAMALLOC_UNLIKELY(!pg->in_avail)) {
-    heap_unfull(owner, pg);
-  }
+  free_local(owner, pg, p, off);
   return free_result::freed;
 }
 
@@ -250,6 +270,21 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
                       static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -
                           h * static_cast<std::uint32_t>(slice_size));
 }
+
+/// "small", "medium" or "large": the kind of block `pg` holds (for reports).
+const char *kind_name(const page *pg) noexcept;
+/// Reports bad input about block `start` of `pg` (its size class, kind and owning heap).
+void report_page_block(ram_error kind, const void *p, const char *what, const page *pg,
+                       const void *start) noexcept;
+
+/// Pays one unit of `h`'s parked frees (owner only): confirms the first one exactly and
+/// frees it, or reports it as the double free it was. False if none was waiting.
+/// O(parked_slots + the page's capacity).
+bool settle_parked(heap_state *h) noexcept;
+/// Whether block `p` (at byte `off` of fast page `pg`) is on one of its page's free lists,
+/// for its owner: exact, O(the page's capacity). A list that leads out of the page (a
+/// write after free damaged a link) counts as holding it.
+bool block_listed(const page *pg, std::uint32_t off) noexcept;
 
 /// Orphaned heaps waiting to be drained (kept by global/heaps.cpp), and the function that
 /// services them, installed by that layer (the memory layer cannot name the orphan pool).
