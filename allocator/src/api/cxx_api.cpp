@@ -21,12 +21,7 @@ void clear_max_steps() noexcept;
 // --- the five operations ------------------------------------------------------------------
 
 void *acquire(std::size_t size) noexcept {
-  steps_begin();
-  heap_state *h = current_state();
-  void *p = h != nullptr ? alloc_native(h, size)
-                         : alloc_unbound([=](heap_state *u) { return alloc_native(u, size); });
-  steps_end_acquire();
-  return p;
+  return alloc_current([size](heap_state *h) { return alloc_native(h, size); });
 }
 
 void *acquire(std::size_t size, std::size_t align) noexcept {
@@ -34,13 +29,7 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  steps_begin();
-  heap_state *h = current_state();
-  void *p = h != nullptr
-                ? alloc_aligned(h, size, align)
-                : alloc_unbound([=](heap_state *u) { return alloc_aligned(u, size, align); });
-  steps_end_acquire();
-  return p;
+  return alloc_current([=](heap_state *h) { return alloc_aligned(h, size, align); });
 }
 
 void discard(void *p) noexcept {

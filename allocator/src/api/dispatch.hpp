@@ -160,28 +160,38 @@ RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
   return free_unusual(p, r);
 }
 
-/// malloc-style allocation for the calling thread (debug step count around it).
-RAMALLOC_FAST_PATH void *malloc_counted(std::size_t size) noexcept {
+/// The slow half of alloc_current: the calling thread has no heap bound (its first
+/// allocation), or is past its exit hook (alloc_unbound), or is out of memory.
+template <typename Allocate>
+RAMALLOC_SLOW_PATH void *alloc_binding(Allocate allocate) noexcept {
+  heap_state *h = bind_thread();
+  return h != nullptr ? allocate(h) : alloc_unbound(allocate);
+}
+
+/// `allocate(h)` on the calling thread's current heap (debug step count around it). A
+/// thread without one takes alloc_binding, a tail call: the fast path saves no register.
+template <typename Allocate>
+RAMALLOC_FAST_PATH void *alloc_current(Allocate allocate) noexcept {
   steps_begin();
-  heap_state *h = current_state();
-  void *p = RAMALLOC_LIKELY(h != nullptr)
-                ? alloc_malloc(h, size)
-                : alloc_unbound([=](heap_state *u) { return alloc_malloc(u, size); });
+  heap_state *h = t_current;
+  void *p = RAMALLOC_LIKELY(h != nullptr) ? allocate(h) : alloc_binding(allocate);
   steps_end_acquire();
   return p;
+}
+
+/// malloc-style allocation for the calling thread.
+RAMALLOC_FAST_PATH void *malloc_counted(std::size_t size) noexcept {
+  return alloc_current([size](heap_state *h) { return alloc_malloc(h, size); });
 }
 
 /// calloc's allocation of `size` (already checked for overflow) bytes, zeroed. Memory the
 /// kernel hands out as zero pages (a huge mapping, a large span never touched or purged)
 /// is not written: a 32 MiB calloc then costs no page fault until it is used.
 inline void *calloc_counted(std::size_t size) noexcept {
-  steps_begin();
-  heap_state *h = current_state();
   bool zeroed = false;
-  void *p = RAMALLOC_UNLIKELY(h == nullptr) ? (errno = ENOMEM, nullptr)
-            : size <= medium_max            ? alloc_malloc(h, size)
-                                            : alloc_big(h, size, slice_size, &zeroed);
-  steps_end_acquire();
+  void *p = alloc_current([size, &zeroed](heap_state *h) {
+    return size <= medium_max ? alloc_malloc(h, size) : alloc_big(h, size, slice_size, &zeroed);
+  });
   if (p != nullptr && !zeroed)
     __builtin_memset(p, 0, size);
   return p;
@@ -194,13 +204,8 @@ inline void *aligned_counted(std::size_t align, std::size_t size) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  steps_begin();
-  heap_state *h = current_state();
   const std::size_t a = align < 16 ? 16 : align;
-  void *p = h != nullptr ? alloc_aligned(h, size, a)
-                         : alloc_unbound([=](heap_state *u) { return alloc_aligned(u, size, a); });
-  steps_end_acquire();
-  return p;
+  return alloc_current([=](heap_state *h) { return alloc_aligned(h, size, a); });
 }
 
 } // namespace ramalloc::detail

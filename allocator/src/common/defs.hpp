@@ -9,6 +9,21 @@
 #define RAMALLOC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RAMALLOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RAMALLOC_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(RAMALLOC_TSAN)
+#define RAMALLOC_TSAN 1
+#endif
+/// Single-writer statistics updated by one `add` to memory (see owner_counter).
+#if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
+#define RAMALLOC_OWNER_ADD_ASM 1
+#else
+#define RAMALLOC_OWNER_ADD_ASM 0
+#endif
+
 namespace ramalloc::detail {
 
 /// Fatal check failure: prints file, line and message with write(2) and aborts.
