@@ -330,6 +330,40 @@ TEST_F(BadInput, DoubleFreeOfALargeOrHugeBlockIsReported) {
   EXPECT_TRUE(w.intact());
 }
 
+TEST_F(BadInput, FreeIntoTheSlicesOfAFreedOrSplitSpanIsReportedAndChangesNothing) {
+  // The free fast path trusts the slice table: every slice of a span that is not in use
+  // (freed whole, the remainder of a split, or reset by release_all) must lead nowhere,
+  // never to the head of a span that does not hold it.
+  ramalloc::heap zone;
+  auto *a = static_cast<std::byte *>(zone.acquire(2 * MiB)); // one large span, 32 slices
+  auto *b = static_cast<std::byte *>(zone.acquire(2 * MiB)); // keeps a's slices apart
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ram_free(a); // from this thread: a remote free, settled by the zone's flush
+  zone.flush();
+  expect_no_report();
+  const auto expect_rejected = [&](std::byte *p) {
+    ram_free(p);
+    expect_one_report(RAM_ERROR_INVALID_FREE, p);
+  };
+  for (std::size_t off : {std::size_t{0}, 64 * KiB, 512 * KiB, 1 * MiB + 4096, 2 * MiB - 16})
+    expect_rejected(a + off);
+  // A smaller span carved from the freed one: its slices lead to it, the rest nowhere.
+  auto *c = static_cast<std::byte *>(zone.acquire(320 * KiB)); // five slices
+  ASSERT_NE(c, nullptr);
+  fill_pattern(c, 320 * KiB, 7);
+  for (std::size_t off : {5 * 64 * KiB, 8 * 64 * KiB + 64, 31 * 64 * KiB + 8})
+    if (c == a) // the usual case: the freed span is the best fit
+      expect_rejected(a + off);
+  ram_free(c + 64 * KiB); // inside c: its slices lead to it, and this is no block start
+  expect_one_report(RAM_ERROR_INTERIOR_FREE, c + 64 * KiB);
+  EXPECT_EQ(first_pattern_mismatch(c, 320 * KiB, 7), 320 * KiB);
+  EXPECT_EQ(zone.get_stats().live_blocks, 2u);
+  zone.release_all(); // every span goes: b's slices lead nowhere either
+  for (std::size_t off : {std::size_t{0}, 64 * KiB, 2 * MiB - 16})
+    expect_rejected(b + off);
+}
+
 TEST_F(BadInput, FreeOfABlockThePageNeverHandedOutIsReportedAndNeverHandedOutTwice) {
   // A fresh page threads its blocks lazily: beyond the first extension nothing has been
   // handed out, and a "free" of such an address must not put it on the free list (the

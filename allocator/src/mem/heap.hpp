@@ -269,13 +269,14 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0))
     return free_result::other;
   // A standard OS region: its header is at the granule's start, in the fixed layout.
-  // Header slices have zeroed descriptors (state unused), so no range check is needed.
+  // slice_head is exact (span.cpp): a slice of an in-use span maps to its head, any other
+  // slice to a span that is not in use or to slice 0, a header slice whose descriptor
+  // is zero (state unused). So the state test is the whole check: no range test.
   auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);
   const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
   const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
   page *pg = os_region_pages(r) + h;
-  if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use ||
-                        s - h >= pg->slices.load(std::memory_order_relaxed)))
+  if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use))
     return free_result::not_live;
   return free_in_page(current, r, pg, ptr,
                       static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -

@@ -3,7 +3,14 @@
 // Free spans coalesce with free neighbours of the same state (dirty with dirty, clean
 // with clean), so a purged range never has to be tracked inside a resident one and the
 // committed-bytes count stays exact. Every function here is O(1) except the slice_head
-// fill of a new span, which is bounded by the largest span (large_max / 64 KiB).
+// fill of a new span and its clearing when the span is freed, each bounded by the
+// largest span (large_max / 64 KiB).
+//
+// slice_head is exact, so the free fast path needs no range check: every slice of an
+// in-use span maps to its head; a free span's first and last slices map to its head
+// (coalescing finds it from a neighbour) and its other slices to 0, a header slice whose
+// descriptor is never in use. No entry ever names the head of a span that does not hold
+// its slice.
 #include "mem/span.hpp"
 
 #include <algorithm>
@@ -26,6 +33,14 @@ void set_span_head(region *r, std::uint32_t first, std::uint32_t n) noexcept {
   pg->slices.store(n, std::memory_order_relaxed);
   r->slice_head[first].store(static_cast<std::uint16_t>(first), std::memory_order_relaxed);
   r->slice_head[first + n - 1].store(static_cast<std::uint16_t>(first), std::memory_order_relaxed);
+}
+
+/// Maps slices [first, first+n) to no span (slice 0's descriptor is never in use).
+void clear_heads(region *r, std::uint32_t first, std::uint32_t n) noexcept {
+  for (std::uint32_t i = first; i < first + n; ++i) {
+    count_step();
+    r->slice_head[i].store(0, std::memory_order_relaxed);
+  }
 }
 
 /// Makes [first, first+n) a free span in state `s` without looking at its neighbours.
@@ -150,17 +165,18 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, boo
   return pg;
 }
 
-page *span_free(heap_state *h, page *pg, bool purged) noexcept {
-  region *r = pg->home;
-  std::uint32_t first = r->index_of(pg);
-  std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
+namespace {
+
+/// Frees slices [first, first+n) of `r`, which map to no span already, coalescing with
+/// free neighbours in the same state. Returns the merged span's head.
+page *free_cleared(heap_state *h, region *r, std::uint32_t first, std::uint32_t n,
+                   bool purged) noexcept {
   // Static buffers are never purged: their free spans are all "clean".
   const page_state s = (purged || r->kind == region_kind::static_buffer) ? page_state::free_clean
                                                                          : page_state::free_dirty;
   // A merged dirty span is as old as its oldest part: coalescing must not restart the
   // purge delay of memory that has been idle all along.
   std::uint64_t freed_at = now_ms();
-  pg->state.store(page_state::unused, std::memory_order_relaxed);
   const std::uint32_t next = first + n;
   if (next < r->slice_count) {
     page *nx = &r->pages[next];
@@ -169,6 +185,7 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
       n += nx->slices.load(std::memory_order_relaxed);
       freed_at = std::min(freed_at, nx->freed_at_ms);
       nx->state.store(page_state::unused, std::memory_order_relaxed);
+      r->slice_head[next].store(0, std::memory_order_relaxed); // now inside the span
     }
   }
   if (first > r->first_slice) {
@@ -178,12 +195,24 @@ page *span_free(heap_state *h, page *pg, bool purged) noexcept {
         ph + pv->slices.load(std::memory_order_relaxed) == first) {
       remove_free(h, pv);
       freed_at = std::min(freed_at, pv->freed_at_ms);
+      r->slice_head[first - 1].store(0, std::memory_order_relaxed); // now inside the span
       n += first - ph;
       first = ph;
     }
   }
-  insert_free(h, r, first, n, s, freed_at);
+  insert_free(h, r, first, n, s, freed_at); // maps the merged span's two ends
   return &r->pages[first];
+}
+
+} // namespace
+
+page *span_free(heap_state *h, page *pg, bool purged) noexcept {
+  region *r = pg->home;
+  const std::uint32_t first = r->index_of(pg);
+  const std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
+  pg->state.store(page_state::unused, std::memory_order_relaxed);
+  clear_heads(r, first, n); // every slice of an in-use span maps to its head
+  return free_cleared(h, r, first, n, purged);
 }
 
 std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
@@ -208,14 +237,18 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
   if (!os_pages::purge(d->start, bytes))
     return 0;
   remove_free(h, d);
+  d->state.store(page_state::unused, std::memory_order_relaxed);
   if (k < n)
     insert_free(h, r, first + k, n - k, page_state::free_dirty, d->freed_at_ms);
-  set_span_head(r, first, k);
+  // Inside a free span only its two ends map anywhere: clear the first (and the last,
+  // if all of it was purged), and [first, first+k) maps to no span.
+  r->slice_head[first].store(0, std::memory_order_relaxed);
+  if (k == n)
+    r->slice_head[first + n - 1].store(0, std::memory_order_relaxed);
   h->committed.sub(bytes);
   h->pages_purged.add(k);
   h->bytes_purged.add(bytes);
-  d->state.store(page_state::in_use, std::memory_order_relaxed); // so span_free coalesces it
-  const page *merged = span_free(h, d, /*purged=*/true);
+  const page *merged = free_cleared(h, r, first, k, /*purged=*/true);
   // Descriptors strictly inside a free span are never read: drop their pages too (those
   // near the slices just purged), so a purged gigabyte leaves no megabytes of resident
   // descriptors behind. Zero pages read back as "unused" descriptors.
@@ -238,22 +271,26 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
   // O(spans), never O(slices) or O(blocks).
   std::size_t spans = 0;
   std::uint64_t resident = 0;
-  for (std::uint32_t i = r->first_slice; i < r->slice_count;) {
+  const std::uint32_t first = r->first_slice;
+  const std::uint32_t n = r->slice_count - first;
+  for (std::uint32_t i = first; i < r->slice_count;) {
     count_step();
     page *pg = &r->pages[i];
-    const std::uint32_t n = pg->slices.load(std::memory_order_relaxed);
-    RAMALLOC_CHECK(n != 0 && n <= r->slice_count - i, "corrupt span table in release_all");
+    const std::uint32_t len = pg->slices.load(std::memory_order_relaxed);
+    RAMALLOC_CHECK(len != 0 && len <= r->slice_count - i, "corrupt span table in release_all");
     const page_state st = pg->state.load(std::memory_order_relaxed);
     if (st != page_state::free_clean)
-      resident += std::uint64_t{n} * slice_size;
+      resident += std::uint64_t{len} * slice_size;
     pg->state.store(page_state::unused, std::memory_order_relaxed);
     pg->in_avail = false;
     pg->in_idle = false;
     ++spans;
-    i += n;
+    i += len;
   }
-  const std::uint32_t first = r->first_slice;
-  const std::uint32_t n = r->slice_count - first;
+  // One free span: its inner slices map to no span (a pass over the 32 KiB table, not
+  // counted as steps: a constant per region, like the one madvise below).
+  for (std::uint32_t i = first; i < r->slice_count; ++i)
+    r->slice_head[i].store(0, std::memory_order_relaxed);
   page_state st = page_state::free_clean;
   std::uint64_t freed_at = 0;
   if (r->kind == region_kind::os) {
