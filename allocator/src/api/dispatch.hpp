@@ -28,7 +28,7 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
 /// Native allocation: natural alignment (largest power of two <= min(size, 16)).
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
   if (RAMALLOC_LIKELY(size <= medium_max))
-    return heap_alloc_class<true>(h, class_of(size == 0 ? 1 : size));
+    return heap_alloc_class<true>(h, class_of(size)); // 0 takes the smallest class
   return alloc_big(h, size, slice_size);
 }
 

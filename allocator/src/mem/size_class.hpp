@@ -13,8 +13,8 @@ namespace ramalloc::detail {
 
 inline constexpr unsigned class_count = 2 + 8 + 11 * 4; // 54
 
-/// Class index of a request of `size` bytes (1 <= size <= medium_max). O(1).
-constexpr unsigned class_of(std::size_t size) noexcept {
+/// The class of a request of `size` bytes (1 <= size <= medium_max), by arithmetic.
+constexpr unsigned class_of_computed(std::size_t size) noexcept {
   if (size <= 4)
     return 0;
   if (size <= 8)
@@ -24,6 +24,38 @@ constexpr unsigned class_of(std::size_t size) noexcept {
   const unsigned b = static_cast<unsigned>(std::bit_width(size - 1)) - 1; // floor(log2(size-1))
   const unsigned step = static_cast<unsigned>(((size - 1) >> (b - 2)) & 3);
   return 10 + (b - 7) * 4 + step;
+}
+
+/// Requests up to this size find their class in a table (every class boundary below it is
+/// a multiple of 4): one load instead of the arithmetic on the allocation fast path.
+inline constexpr std::size_t class_table_max = 1024;
+
+/// Class by (size + 3) / 4 for sizes 0..class_table_max, smallest class `min_class`.
+template <unsigned MinClass>
+consteval std::array<std::uint8_t, class_table_max / 4 + 1> make_class_table() {
+  std::array<std::uint8_t, class_table_max / 4 + 1> t{};
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const unsigned c = class_of_computed(i == 0 ? 1 : i * 4);
+    t[i] = static_cast<std::uint8_t>(c < MinClass ? MinClass : c);
+  }
+  return t;
+}
+inline constexpr auto class_table = make_class_table<0>();
+inline constexpr auto class_table_from_8 = make_class_table<1>(); // malloc: never 4 bytes
+
+/// Class index of a request of `size` bytes (0 <= size <= medium_max; 0 takes the
+/// smallest class). O(1).
+constexpr unsigned class_of(std::size_t size) noexcept {
+  if (size <= class_table_max)
+    return class_table[(size + 3) / 4];
+  return class_of_computed(size);
+}
+
+/// The class of `size` bytes, at least the 8-byte one (malloc never uses the 4-byte class).
+constexpr unsigned class_of_from_8(std::size_t size) noexcept {
+  if (size <= class_table_max)
+    return class_table_from_8[(size + 3) / 4];
+  return class_of_computed(size);
 }
 
 constexpr std::size_t class_block_size(unsigned cls) noexcept {
@@ -50,6 +82,17 @@ static_assert(class_of(4) == 0 && class_of(8) == 1 && class_of(16) == 2 && class
 static_assert(class_block_size(class_of(129)) == 160 && class_block_size(class_of(256)) == 256);
 static_assert(class_block_size(class_count - 1) == medium_max);
 static_assert(class_of(medium_max) == class_count - 1);
+
+consteval bool tables_match_the_arithmetic() {
+  for (std::size_t size = 1; size <= class_table_max; ++size) {
+    if (class_of(size) != class_of_computed(size))
+      return false;
+    if (class_of_from_8(size) != (size <= 8 ? 1u : class_of_computed(size)))
+      return false;
+  }
+  return class_of(0) == 0 && class_of_from_8(0) == 1;
+}
+static_assert(tables_match_the_arithmetic());
 
 consteval bool classes_round_trip() {
   for (unsigned c = 0; c < class_count; ++c) {
