@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <new>
 
+#include "api/cxx_runtime.hpp"
 #include "api/dispatch.hpp"
 #include "override/foreign.hpp"
 
@@ -74,21 +75,21 @@ void *memalign_impl(std::size_t align, std::size_t size) noexcept {
   return aligned_counted(align, size);
 }
 
-// operator new: on failure, call the new-handler and retry; without one, throw.
+// operator new: on failure, call the new-handler and retry; without one, throw
+// std::bad_alloc (nothrow forms: return null, also when the handler throws). The handler
+// and the exception come from the program's C++ runtime (api/cxx_runtime.hpp): this
+// library does not link one.
 __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t align, bool nothrow) {
   for (;;) {
-    std::new_handler handler = std::get_new_handler();
+    std::new_handler handler = cxx_new_handler();
     if (handler == nullptr) {
       if (nothrow)
         return nullptr;
-      throw std::bad_alloc();
+      cxx_throw_bad_alloc();
     }
     if (nothrow) {
-      try {
-        handler();
-      } catch (...) {
+      if (!cxx_call_new_handler_nothrow(handler))
         return nullptr;
-      }
     } else {
       handler();
     }
