@@ -93,7 +93,7 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
     } else {
       handler();
     }
-    void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
+    void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
     if (p != nullptr)
       return p;
   }
@@ -101,7 +101,7 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
 
 RAMALLOC_FAST_PATH void *new_impl(std::size_t size) {
   void *p = malloc_counted(size);
-  return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 16, false);
+  return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 0, false);
 }
 
 void *new_aligned(std::size_t size, std::size_t align) {
@@ -109,8 +109,9 @@ void *new_aligned(std::size_t size, std::size_t align) {
   return p != nullptr ? p : new_retry(size, align, false);
 }
 
+/// `align` 0: the plain forms (malloc's rule); otherwise the alignment asked for.
 void *new_nothrow(std::size_t size, std::size_t align) noexcept {
-  void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
+  void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, true);
 }
 
@@ -237,10 +238,10 @@ void *operator new[](std::size_t n) {
   return new_impl(n);
 }
 void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
-  return new_nothrow(n, 16);
+  return new_nothrow(n, 0);
 }
 void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {
-  return new_nothrow(n, 16);
+  return new_nothrow(n, 0);
 }
 void *operator new(std::size_t n, std::align_val_t a) {
   return new_aligned(n, static_cast<std::size_t>(a));
