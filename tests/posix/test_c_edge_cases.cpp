@@ -103,16 +103,16 @@ TEST(CEdgeCases, AlignedRequestsOfAtMostEightBytesKeepTheirAlignment) {
     void *a = keep(aligned_alloc(16, opaque(size)));
     void *b = nullptr;
     ASSERT_EQ(posix_memalign(&b, 8, opaque(size)), 0);
-    void *c = keep(::operator new(size, std::align_val_t{16}, std::nothrow));
-    void *d = keep(::operator new(size, std::align_val_t{16}));
+    void *c = keep(::operator new (size, std::align_val_t{16}, std::nothrow));
+    void *d = keep(::operator new (size, std::align_val_t{16}));
     for (void *p : {a, b, c, d}) {
       ASSERT_NE(p, nullptr);
       EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 16, 0u) << p;
     }
     std::free(a);
     std::free(b);
-    ::operator delete(c, std::align_val_t{16});
-    ::operator delete(d, size, std::align_val_t{16});
+    ::operator delete (c, std::align_val_t{16});
+    ::operator delete (d, size, std::align_val_t{16});
   }
 }
 

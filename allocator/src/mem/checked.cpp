@@ -128,11 +128,13 @@ void check_size(void *p, std::size_t size, std::size_t align, std::size_t block,
                 const char *kind, const void *owner) noexcept {
   if (expected_block_size(size, align) == block)
     return;
+  // Alignment 0 is malloc's rule: 8 bytes for sizes up to 8, 16 above.
+  const std::size_t shown = align != 0 ? align : (size <= 8 ? 8 : 16);
   char what[200];
   std::snprintf(what, sizeof what,
                 "sized free of %zu bytes (alignment %zu) of a block allocated with a size of "
                 "another class",
-                size, align != 0 ? align : size <= 8 ? std::size_t{8} : std::size_t{16});
+                size, shown);
   report_block_error(RAM_ERROR_SIZE_MISMATCH, p, what, start, block, kind, owner);
 }
 
@@ -205,8 +207,8 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   return b;
 }
 
-bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
-                  std::size_t align, free_result *out) noexcept {
+bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, std::size_t align,
+                  free_result *out) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
   region *r = region_of(p);
   if (r == nullptr)
@@ -221,8 +223,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
   std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
   if (bits == nullptr)
     return false;
-  const auto off =
-      static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
+  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const bool large = pg->div_magic.load(std::memory_order_relaxed) == 0;
   const std::uint32_t idx = large ? 0 : pg->block_index(off);
