@@ -6,10 +6,10 @@
 // in full before the first reading, so it is not counted. Then frees them all.
 //
 // What malloc(4) costs depends first on the alignment an allocator promises for small
-// sizes: glibc and ramalloc's malloc give every block 16-byte alignment (alignof
-// max_align_t), so 16 bytes is their floor; mimalloc, jemalloc, tcmalloc and oneTBB give
-// requests of up to 8 bytes 8-byte alignment (what C23 permits: enough for any object
-// that fits), so 8 is theirs. --native calls ramalloc::acquire(4), which packs 4-byte
+// sizes: glibc gives every block 16-byte alignment (alignof max_align_t), so 16 bytes is
+// its floor; mimalloc, jemalloc, tcmalloc, oneTBB and ramalloc's malloc give requests of
+// up to 8 bytes 8-byte alignment (enough for any object that fits, which is what C
+// requires), so 8 is theirs. --native calls ramalloc::acquire(4), which packs 4-byte
 // objects 4 bytes apart (the 4.1 bytes-per-object target is for that mode).
 //
 //   bench_tiny [--size B] [--scale X] [--native]

@@ -36,6 +36,13 @@ inline std::size_t opaque(std::size_t n) {
   return n;
 }
 
+/// The alignment malloc, calloc, realloc and the plain operator new promise for `size`
+/// bytes (docs/api.md): what any object of that size needs, 8 for sizes 0..8 and
+/// alignof(max_align_t) = 16 above.
+inline std::size_t malloc_alignment(std::size_t size) {
+  return size <= 8 ? 8 : alignof(std::max_align_t);
+}
+
 /// Whether ramalloc says `p` is the start of one of its live blocks.
 inline bool is_ramalloc_block(const void *p) {
   ram_block_info info{};

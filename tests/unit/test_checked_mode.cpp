@@ -293,8 +293,9 @@ TEST_P(InvalidFree, IntoALiveNeighbourIsReportedAndLeavesBothBlocks) {
   auto *hi = std::max(a, b);
   fill_pattern(a, size(), 1);
   fill_pattern(b, size(), 2);
-  ram_free(hi + 8); // inside whichever block comes second
-  expect_block_report(m.errors(), RAM_ERROR_INTERIOR_FREE, hi + 8, hi, m.zone().id());
+  char *inside = hi + ram_usable_size(hi) / 2; // inside whichever block comes second
+  ram_free(inside);
+  expect_block_report(m.errors(), RAM_ERROR_INTERIOR_FREE, inside, hi, m.zone().id());
   EXPECT_EQ(first_pattern_mismatch(a, size(), 1), size());
   EXPECT_EQ(first_pattern_mismatch(b, size(), 2), size());
   ram_free(a);
@@ -657,11 +658,34 @@ void delete_array_of_new(ModeZone &m) {
   expect_no_report(m.errors());
 }
 
+/// An object of at most 8 bytes lives in the 8-byte class, so the 8 bytes before it are
+/// its neighbour's start, not inside it: delete[] of it frees the neighbour (a valid
+/// free that cannot be told apart), and the neighbour's own free later is the one
+/// reported, as a double free (docs/hardening.md).
+void delete_array_of_new_of_eight_bytes(ModeZone &m) {
+  using T = non_trivial<8>;
+  auto *pad = static_cast<unsigned char *>(::operator new(sizeof(T)));
+  std::memset(pad, 0, ram_usable_size(pad));
+  T *p = launder_ptr(new T);
+  ASSERT_EQ(reinterpret_cast<unsigned char *>(p), pad + 8)
+      << "the object must follow its neighbour in a fresh page";
+  delete[] p; // frees p - 8: the neighbour's start
+  expect_no_report(m.errors());
+  delete p;
+  ::operator delete(pad);
+  const auto r = take(m.errors());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].error, RAM_ERROR_DOUBLE_FREE) << r[0].message;
+  EXPECT_EQ(r[0].pointer, pad);
+}
+
 TEST_P(NewDeleteMismatch, DeleteArrayOfNewOfANonTrivialTypeIsAnInteriorFree) {
   ModeZone m(checked());
-  if (size() == 8)
-    delete_array_of_new<8>(m);
-  else if (size() == 4 * KiB)
+  if (size() == 8) {
+    delete_array_of_new<16>(m); // the smallest size where it is an interior free
+    if (!HasFatalFailure())
+      delete_array_of_new_of_eight_bytes(m);
+  } else if (size() == 4 * KiB)
     delete_array_of_new<4 * KiB>(m);
   else
     delete_array_of_new<256 * KiB>(m);

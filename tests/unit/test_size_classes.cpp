@@ -89,16 +89,16 @@ TEST(SizeClasses, CAcquireGivesNaturalAlignmentAndNeighboursStayIntact) {
   }
 }
 
-TEST(SizeClasses, MallocGivesSixteenByteAlignmentAndNeighboursStayIntact) {
+TEST(SizeClasses, MallocAlignsForAnyObjectOfTheSizeAndNeighboursStayIntact) {
   for (std::size_t size : boundary_sizes()) {
     fill_and_verify_neighbours(
-        size, 16, [](std::size_t s) { return ram_malloc(s); }, free_block);
+        size, malloc_alignment(size), [](std::size_t s) { return ram_malloc(s); }, free_block);
     if (HasFatalFailure())
       return;
   }
 }
 
-TEST(SizeClasses, CallocGivesSixteenByteAlignedZeroedBlocks) {
+TEST(SizeClasses, CallocAlignsLikeMallocAndZeroesTheBlocks) {
   for (std::size_t size : boundary_sizes()) {
     SCOPED_TRACE(testing::Message() << "size " << size);
     // Dirty a block of the same class first so calloc has to clear reused memory.
@@ -108,7 +108,7 @@ TEST(SizeClasses, CallocGivesSixteenByteAlignedZeroedBlocks) {
     ram_free(dirty);
     auto *p = static_cast<unsigned char *>(ram_calloc(1, size));
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(addr(p) % 16, 0u);
+    EXPECT_EQ(addr(p) % malloc_alignment(size), 0u);
     std::size_t nonzero = 0;
     for (std::size_t j = 0; j < size; ++j)
       nonzero += p[j] != 0;
@@ -150,6 +150,31 @@ TEST(SizeClasses, AlignedAcquireNeighboursStayIntact) {
         return;
     }
   }
+}
+
+TEST(SizeClasses, MallocOfAtMostEightBytesTakesTheEightByteClass) {
+  // What C requires of malloc(n) for n <= 8 is alignment for an object of n bytes: 8
+  // at most. So those requests share the 8-byte class (8 bytes per object, as in
+  // mimalloc, jemalloc and tcmalloc), and the next size, 9, is the 16-byte class.
+  ramalloc::heap fresh;
+  ramalloc::heap_scope scope(fresh);
+  for (std::size_t size = 0; size <= 8; ++size) {
+    SCOPED_TRACE(testing::Message() << "malloc(" << size << ")");
+    void *a = ram_malloc(size);
+    void *b = ram_malloc(size);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(ram_usable_size(a), 8u);
+    EXPECT_EQ(addr(a) % 8, 0u);
+    EXPECT_EQ(addr(b) > addr(a) ? addr(b) - addr(a) : addr(a) - addr(b), 8u)
+        << "consecutive blocks of a fresh page are 8 bytes apart";
+    ram_free(a);
+    ram_free(b);
+  }
+  void *nine = ram_malloc(9);
+  EXPECT_EQ(ram_usable_size(nine), 16u);
+  EXPECT_EQ(addr(nine) % 16, 0u);
+  ram_free(nine);
 }
 
 TEST(SizeClasses, AlignedAllocHonoursEveryPowerOfTwoUpToOneMiB) {

@@ -134,6 +134,13 @@ inline std::size_t natural_alignment(std::size_t size) {
   return a;
 }
 
+/// The alignment the malloc family promises for a request of `size` bytes (docs/api.md):
+/// what any object of that size needs, 8 for sizes 0..8 and alignof(max_align_t) = 16
+/// above.
+inline std::size_t malloc_alignment(std::size_t size) {
+  return size <= 8 ? 8 : alignof(std::max_align_t);
+}
+
 inline std::uintptr_t addr(const void *p) {
   return reinterpret_cast<std::uintptr_t>(p);
 }

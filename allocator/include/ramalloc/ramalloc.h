@@ -81,7 +81,9 @@ RAMALLOC_API void ram_flush(void);
  *  Safe on any pointer value. O(1). */
 RAMALLOC_API int ram_query(const void *p, ram_block_info *info);
 
-/* --- malloc-style interface (C rules: at least 16-byte alignment) ---------------- */
+/* --- malloc-style interface (C rules) -------------------------------------------
+ * A block of `size` bytes is aligned for any object of that size: to
+ * alignof(max_align_t) = 16 when size > 8, to 8 when size <= 8 (malloc(0) included). */
 
 RAMALLOC_API void *ram_malloc(size_t size);
 RAMALLOC_API void *ram_calloc(size_t count, size_t size);

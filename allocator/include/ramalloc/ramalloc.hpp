@@ -13,6 +13,8 @@
 
 #include "ramalloc/ramalloc.h"
 
+// Every function and class below is exported from libramalloc.so (RAMALLOC_API, from
+// ramalloc.h: default visibility); the library's own symbols are hidden.
 namespace ramalloc {
 
 namespace detail {
@@ -69,20 +71,20 @@ struct options {
 };
 
 /// Current options. Thread-safe.
-options get_options() noexcept;
+RAMALLOC_API options get_options() noexcept;
 /// Replaces all options. Thread-safe; takes effect from the next slow path or reclaim.
 /// Every field must lie in the range its environment variable accepts (docs/tuning.md):
 /// otherwise nothing changes, each bad field is reported (RAM_ERROR_BAD_OPTION, the
 /// message names its variable) and false is returned. Returns true when applied.
-bool set_options(const options &opts) noexcept;
+RAMALLOC_API bool set_options(const options &opts) noexcept;
 /// Sets one option by its environment-variable name; returns false (and reports a
 /// message naming the variable through the error callback) when the name or value is bad.
-bool set_option(const char *name, const char *value) noexcept;
+RAMALLOC_API bool set_option(const char *name, const char *value) noexcept;
 
 /// A heap: the unit of ownership. Pages belong to a heap; the thread that has a heap
 /// *current* (see heap_scope) owns it and allocates from it without atomics. A heap must
 /// be current on at most one thread at a time.
-class heap {
+class RAMALLOC_API heap {
 public:
   /// A heap that takes memory from the operating system.
   heap();
@@ -134,7 +136,7 @@ private:
 
 /// RAII: makes `h` the calling thread's current heap for the scope's lifetime, then
 /// restores the previous one. O(1).
-class heap_scope {
+class RAMALLOC_API heap_scope {
 public:
   explicit heap_scope(heap &h) noexcept;
   ~heap_scope();
@@ -146,24 +148,24 @@ private:
 };
 
 /// The calling thread's current heap (its own heap unless a heap_scope is active).
-heap &current_heap() noexcept;
+RAMALLOC_API heap &current_heap() noexcept;
 
 /// Allocates `size` bytes from the current heap, aligned to the largest power of two
 /// <= min(size, 16) (so 4-byte objects pack 4 bytes apart). nullptr on failure. O(1).
-void *acquire(std::size_t size) noexcept;
+RAMALLOC_API void *acquire(std::size_t size) noexcept;
 /// Allocates `size` bytes aligned to `align` (a power of two; otherwise nullptr, EINVAL).
-void *acquire(std::size_t size, std::size_t align) noexcept;
+RAMALLOC_API void *acquire(std::size_t size, std::size_t align) noexcept;
 /// Frees a block; any thread may free any block. nullptr is ignored. O(1).
-void discard(void *p) noexcept;
+RAMALLOC_API void discard(void *p) noexcept;
 /// Pays at most `budget` units of the current heap's debt (then of orphaned heaps);
 /// returns units still pending. O(budget).
-std::size_t reclaim(std::size_t budget) noexcept;
+RAMALLOC_API std::size_t reclaim(std::size_t budget) noexcept;
 /// Pays all of the current heap's debt and returns its free memory. Unbounded.
-void flush() noexcept;
+RAMALLOC_API void flush() noexcept;
 /// Tells whether `p` is inside a ramalloc block. Safe for any value. O(1).
-std::optional<block_info> query(const void *p) noexcept;
+RAMALLOC_API std::optional<block_info> query(const void *p) noexcept;
 /// Process-wide statistics.
-stats get_stats() noexcept;
+RAMALLOC_API stats get_stats() noexcept;
 
 /// Debug builds count loop iterations inside acquire and discard (to show they are
 /// bounded). In release builds both values stay 0.
@@ -171,7 +173,7 @@ struct step_counts {
   std::uint64_t max_acquire_steps = 0;
   std::uint64_t max_discard_steps = 0;
 };
-step_counts max_steps() noexcept;
-void reset_max_steps() noexcept;
+RAMALLOC_API step_counts max_steps() noexcept;
+RAMALLOC_API void reset_max_steps() noexcept;
 
 } // namespace ramalloc

@@ -1,6 +1,7 @@
 // The C++ API (ramalloc.hpp) over the core.
-#include <stdexcept>
+#include <cstdio>
 
+#include "api/cxx_runtime.hpp"
 #include "api/dispatch.hpp"
 #include "global/heaps.hpp"
 
@@ -146,17 +147,19 @@ bool set_option(const char *name, const char *value) noexcept {
 
 heap::heap() : state_(heap_create()), owned_(true) {
   if (state_ == nullptr)
-    throw std::bad_alloc();
+    cxx_throw_bad_alloc();
   heap_pay_reserve(state_); // set-up, not an allocation: the reserve is resident at once
 }
 
 heap::heap(void *buffer, std::size_t size)
     : state_(heap_create(/*without_memory=*/true)), owned_(true) {
   if (state_ == nullptr)
-    throw std::bad_alloc();
+    cxx_throw_bad_alloc();
   if (const char *why = heap_init_static(state_, buffer, size)) {
     heap_release(state_, false);
-    throw std::invalid_argument(std::string("ramalloc::heap: unusable static buffer: ") + why);
+    char what[256];
+    std::snprintf(what, sizeof what, "ramalloc::heap: unusable static buffer: %s", why);
+    cxx_throw_invalid_argument(what);
   }
 }
 

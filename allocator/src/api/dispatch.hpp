@@ -32,11 +32,13 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
   return alloc_big(h, size, slice_size);
 }
 
-/// malloc-style allocation: at least 16-byte alignment, so the 4- and 8-byte classes are
-/// never used.
+/// malloc-style allocation: C's rule, alignment for any object of the requested size.
+/// Above 8 bytes that is alignof(max_align_t) = 16 (every class from 16 bytes up is a
+/// multiple of 16); an object of at most 8 bytes needs at most 8, so sizes 0..8 take the
+/// 8-byte class (as in mimalloc, jemalloc, tcmalloc). The 4-byte class is never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
   if (RAMALLOC_LIKELY(size <= medium_max))
-    return heap_alloc_class<false>(h, class_of(size < 16 ? 16 : size));
+    return heap_alloc_class<false>(h, class_of(size < 8 ? 8 : size));
   return alloc_big(h, size, slice_size);
 }
 
@@ -197,8 +199,9 @@ inline void *calloc_counted(std::size_t size) noexcept {
   return p;
 }
 
-/// Aligned malloc-style allocation (at least 16-byte alignment); EINVAL unless `align` is
-/// a power of two.
+/// Aligned malloc-style allocation (at least 16-byte alignment, whatever the size:
+/// aligned_alloc, posix_memalign, memalign and aligned new are not given less than
+/// plain malloc of 16 bytes); EINVAL unless `align` is a power of two.
 inline void *aligned_counted(std::size_t align, std::size_t size) noexcept {
   if (!is_pow2(align)) {
     errno = EINVAL;

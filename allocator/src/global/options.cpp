@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/runtime.hpp"
 #include "ramalloc/ramalloc.hpp"
@@ -34,15 +37,29 @@ constexpr const char *bool_range = "0/1, true/false, yes/no or on/off";
 constexpr const char *on_invalid_range = "abort, warn or ignore";
 
 /// Every variable apply_option knows, in the order the environment is read.
-constexpr const char *option_names[] = {"RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET",
-                                        "RAMALLOC_RESERVE",        "RAMALLOC_PAGE_CACHE",
-                                        "RAMALLOC_DEBT_SLICE",     "RAMALLOC_VERBOSE",
-                                        "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID",
-                                        "RAMALLOC_CHECKED"};
+constexpr const char *option_names[] = {
+    "RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET", "RAMALLOC_RESERVE",
+    "RAMALLOC_PAGE_CACHE",     "RAMALLOC_DEBT_SLICE",   "RAMALLOC_VERBOSE",
+    "RAMALLOC_AUTO_PURGE",     "RAMALLOC_ON_INVALID",   "RAMALLOC_CHECKED"};
 
 // Set while this thread reads the environment: a report callback that allocates (and so
 // re-enters load_options_once) must not wait for itself.
 constinit thread_local bool t_loading_options __attribute__((tls_model("initial-exec"))) = false;
+
+// The wait of a thread that finds another one reading the environment: a futex on the
+// load state itself. (std::atomic::wait would do, but libstdc++'s implementation of it
+// is out of line, and libramalloc.so links no C++ runtime: api/cxx_runtime.hpp.)
+void wait_while(std::atomic<int> &word, int value) noexcept {
+  static_assert(sizeof(std::atomic<int>) == sizeof(int));
+  const int saved = errno; // EAGAIN when the value changed first: not the caller's error
+  syscall(SYS_futex, reinterpret_cast<int *>(&word), FUTEX_WAIT_PRIVATE, value, nullptr, nullptr,
+          0);
+  errno = saved;
+}
+void wake_all(std::atomic<int> &word) noexcept {
+  syscall(SYS_futex, reinterpret_cast<int *>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
+}
 
 /// Parses a byte count: decimal digits with an optional K/M/G suffix (binary units).
 bool parse_bytes(const char *s, std::uint64_t &out) noexcept {
@@ -258,14 +275,14 @@ void load_options_once() noexcept {
         apply_option(name, v);
     t_loading_options = false;
     g_options.load_state.store(options_loaded, std::memory_order_release);
-    g_options.load_state.notify_all();
+    wake_all(g_options.load_state);
     return;
   }
   if (t_loading_options)
     return; // re-entered from a report made while this thread reads the environment
   // Another thread is reading it (a handful of getenv calls): wait until it is done.
   while ((state = g_options.load_state.load(std::memory_order_acquire)) != options_loaded)
-    g_options.load_state.wait(state, std::memory_order_acquire);
+    wait_while(g_options.load_state, state);
 }
 
 std::uint64_t now_ms() noexcept {

@@ -95,8 +95,11 @@ void push_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) n
 /// rule) names: what the allocation of that size got.
 std::size_t expected_block_size(std::size_t size, std::size_t align) noexcept {
   if (align <= 16) {
+    // The malloc rule (align 0) starts at the 8-byte class, aligned requests at 16
+    // (api/dispatch.hpp: alloc_malloc, aligned_counted).
+    const std::size_t least = align == 0 ? 8 : 16;
     if (size <= medium_max)
-      return class_block_size(class_of(size < 16 ? 16 : size));
+      return class_block_size(class_of(size < least ? least : size));
     if (size <= large_max)
       return align_up(size, slice_size);
     return align_up(size, os_page_size);
@@ -113,11 +116,13 @@ void check_size(void *p, std::size_t size, std::size_t align, std::size_t block,
                 const char *kind, const void *owner) noexcept {
   if (expected_block_size(size, align) == block)
     return;
+  // Alignment 0 is malloc's rule: 8 bytes for sizes up to 8, 16 above.
+  const std::size_t shown = align != 0 ? align : (size <= 8 ? 8 : 16);
   char what[200];
   std::snprintf(what, sizeof what,
                 "sized free of %zu bytes (alignment %zu) of a block allocated with a size of "
                 "another class",
-                size, align == 0 ? std::size_t{16} : align);
+                size, shown);
   report_block_error(RAM_ERROR_SIZE_MISMATCH, p, what, start, block, kind, owner);
 }
 

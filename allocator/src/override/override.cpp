@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <new>
 
+#include "api/cxx_runtime.hpp"
 #include "api/dispatch.hpp"
 #include "override/foreign.hpp"
 
@@ -74,25 +75,25 @@ void *memalign_impl(std::size_t align, std::size_t size) noexcept {
   return aligned_counted(align, size);
 }
 
-// operator new: on failure, call the new-handler and retry; without one, throw.
+// operator new: on failure, call the new-handler and retry; without one, throw
+// std::bad_alloc (nothrow forms: return null, also when the handler throws). The handler
+// and the exception come from the program's C++ runtime (api/cxx_runtime.hpp): this
+// library does not link one.
 __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t align, bool nothrow) {
   for (;;) {
-    std::new_handler handler = std::get_new_handler();
+    std::new_handler handler = cxx_new_handler();
     if (handler == nullptr) {
       if (nothrow)
         return nullptr;
-      throw std::bad_alloc();
+      cxx_throw_bad_alloc();
     }
     if (nothrow) {
-      try {
-        handler();
-      } catch (...) {
+      if (!cxx_call_new_handler_nothrow(handler))
         return nullptr;
-      }
     } else {
       handler();
     }
-    void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
+    void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
     if (p != nullptr)
       return p;
   }
@@ -100,7 +101,7 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
 
 RAMALLOC_FAST_PATH void *new_impl(std::size_t size) {
   void *p = malloc_counted(size);
-  return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 16, false);
+  return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 0, false);
 }
 
 void *new_aligned(std::size_t size, std::size_t align) {
@@ -108,8 +109,9 @@ void *new_aligned(std::size_t size, std::size_t align) {
   return p != nullptr ? p : new_retry(size, align, false);
 }
 
+/// `align` 0: the plain forms (malloc's rule); otherwise the alignment asked for.
 void *new_nothrow(std::size_t size, std::size_t align) noexcept {
-  void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
+  void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, true);
 }
 
@@ -236,10 +238,10 @@ void *operator new[](std::size_t n) {
   return new_impl(n);
 }
 void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
-  return new_nothrow(n, 16);
+  return new_nothrow(n, 0);
 }
 void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {
-  return new_nothrow(n, 16);
+  return new_nothrow(n, 0);
 }
 void *operator new(std::size_t n, std::align_val_t a) {
   return new_aligned(n, static_cast<std::size_t>(a));
