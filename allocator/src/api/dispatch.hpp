@@ -38,7 +38,7 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
 /// 8-byte class (as in mimalloc, jemalloc, tcmalloc). The 4-byte class is never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
   if (RAMALLOC_LIKELY(size <= medium_max))
-    return heap_alloc_class<false>(h, class_of(size < 8 ? 8 : size));
+    return heap_alloc_class<false>(h, class_of_from_8(size));
   return alloc_big(h, size, slice_size);
 }
 
