@@ -39,6 +39,15 @@ std::size_t pattern_damage(const std::byte *b, std::size_t from, std::uint32_t b
   return SIZE_MAX;
 }
 
+/// pattern_damage of a free block (tools: bracketed, common/annotate.hpp).
+std::size_t pattern_damage_free(std::byte *b, std::size_t from, std::uint32_t bs) noexcept {
+  const std::size_t n = bs < checked_fill_bytes ? bs : checked_fill_bytes;
+  annotate_touch_begin(b, n, bs);
+  const std::size_t at = pattern_damage(b, from, bs);
+  annotate_touch_end(b, n, bs);
+  return at;
+}
+
 void report_damage(const std::byte *b, std::size_t at, const page *pg, const char *when) noexcept {
   char what[200];
   std::snprintf(what, sizeof what,
@@ -66,7 +75,7 @@ void quarantine_release_one(heap_state *h) noexcept {
   --h->quarantine_count;
   const std::uint32_t bs = q.pg->block_size.load(std::memory_order_relaxed);
   h->quarantine_bytes -= bs;
-  const std::size_t at = pattern_damage(q.block, 0, bs);
+  const std::size_t at = pattern_damage_free(q.block, 0, bs);
   if (at != SIZE_MAX)
     report_damage(q.block, at, q.pg, "when it left the quarantine");
   release_to_page(h, q.pg, q.block);
@@ -192,7 +201,7 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   } else {
     pg->free_head = next;
   }
-  const std::size_t at = pattern_damage(b, 4, bs);
+  const std::size_t at = pattern_damage_free(b, 4, bs);
   if (RAMALLOC_UNLIKELY(at != SIZE_MAX))
     report_damage(b, at, pg, "when it was handed out again");
   const std::uint32_t idx = pg->block_index(off);
@@ -202,8 +211,8 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   return b;
 }
 
-bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
-                  std::size_t align, free_result *out) noexcept {
+bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, std::size_t align,
+                  free_result *out) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
   region *r = region_of(p);
   if (r == nullptr)
@@ -218,8 +227,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
   std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
   if (bits == nullptr)
     return false;
-  const auto off =
-      static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
+  const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const bool large = pg->div_magic.load(std::memory_order_relaxed) == 0;
   const std::uint32_t idx = large ? 0 : pg->block_index(off);
@@ -240,6 +248,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size,
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (sized)
     check_size(p, size, align, bs, p, kind_name(pg), owner);
+  annotate_freed(p, bs); // before the block can reach another thread
   fill_freed(p, 0, bs);
   *out = free_result::freed;
   if (owner != current) {
@@ -286,9 +295,7 @@ bool block_is_live(const void *ptr, free_result *why) noexcept {
   }
   if (bs == 4)
     return true; // no canary: cannot tell
-  std::uint32_t seen;
-  __builtin_memcpy(&seen, p + 4, sizeof seen);
-  return seen != canary_of(p);
+  return annotate_peek32(p + 4) != canary_of(p);
 }
 
 void quarantine_drain(heap_state *h) noexcept {

@@ -37,6 +37,7 @@ __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool 
 }
 
 RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (RAMALLOC_UNLIKELY(p == nullptr))
     return;
   const free_result r = free_counted(p);
@@ -47,6 +48,7 @@ RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
 /// A sized free (sized delete, free_sized): the same fast path; the size only travels to
 /// the out-of-line path, where checked pages compare it with the block's size class.
 RAMALLOC_FAST_PATH void free_any_sized(void *p, std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (RAMALLOC_UNLIKELY(p == nullptr))
     return;
   const free_result r = free_counted(p);
@@ -85,11 +87,13 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
     }
     if (nothrow) {
       try {
+        annotate_user_code program; // the program's handler: memcheck checks it
         handler();
       } catch (...) {
         return nullptr;
       }
     } else {
+      annotate_user_code program;
       handler();
     }
     void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
@@ -99,16 +103,19 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
 }
 
 RAMALLOC_FAST_PATH void *new_impl(std::size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = malloc_counted(size);
   return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 16, false);
 }
 
 void *new_aligned(std::size_t size, std::size_t align) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, false);
 }
 
 void *new_nothrow(std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = align <= 16 ? malloc_counted(size) : aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, true);
 }
@@ -118,6 +125,7 @@ void *new_nothrow(std::size_t size, std::size_t align) noexcept {
 // --- the malloc family -------------------------------------------------------------------
 
 RAMALLOC_EXPORT void *malloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return malloc_counted(size);
 }
 RAMALLOC_EXPORT void free(void *p) noexcept {
@@ -140,6 +148,7 @@ RAMALLOC_EXPORT void *calloc(std::size_t count, std::size_t size) noexcept {
 }
 
 RAMALLOC_EXPORT void *realloc(void *p, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p != nullptr && RAMALLOC_UNLIKELY(is_foreign_glibc(p)))
     return __libc_realloc(p, size);
   return ram_realloc(p, size);
@@ -155,10 +164,12 @@ RAMALLOC_EXPORT void *reallocarray(void *p, std::size_t count, std::size_t size)
 }
 
 RAMALLOC_EXPORT void *aligned_alloc(std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return aligned_counted(align, size);
 }
 
 RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (!is_pow2(align) || align % sizeof(void *) != 0)
     return EINVAL; // *out untouched
   const int saved = errno;
@@ -173,14 +184,17 @@ RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t si
 }
 
 RAMALLOC_EXPORT void *memalign(std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return memalign_impl(align, size);
 }
 
 RAMALLOC_EXPORT void *valloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return aligned_counted(os_page_size, size);
 }
 
 RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (size > SIZE_MAX - os_page_size) {
     errno = ENOMEM;
     return nullptr;
@@ -189,6 +203,7 @@ RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
 }
 
 RAMALLOC_EXPORT std::size_t malloc_usable_size(void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p == nullptr)
     return 0;
   if (region_of(p) == nullptr)
@@ -206,6 +221,7 @@ RAMALLOC_EXPORT int malloc_trim(std::size_t) noexcept {
 }
 
 RAMALLOC_EXPORT struct mallinfo2 mallinfo2() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   ram_stats s{};
   ram_get_stats(&s);
   struct mallinfo2 m {};
