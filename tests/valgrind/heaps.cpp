@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ramalloc/ramalloc.h"
 #include "ramalloc/ramalloc.hpp"
 
 namespace {
@@ -87,6 +88,26 @@ int static_read_past_end() {
   return r;
 }
 
+int g_reports = 0;
+void count_report(ram_error, const void *, const char *, void *) {
+  ++g_reports; // the program's callback: memcheck checks it as the program's code
+}
+
+int report_then_use_after_free() {
+  // Reports reach the program's callback from inside ramalloc (a bad free) and from
+  // outside any allocation (a bad option): memcheck must report the program's bugs after
+  // both, as before.
+  ram_set_error_handler(count_report, nullptr);
+  ramalloc::set_option("RAMALLOC_ON_INVALID", "warn");
+  ramalloc::set_option("RAMALLOC_PURGE_DELAY_MS", "not a number");
+  void *p = ramalloc::acquire(32);
+  std::memset(p, 1, 32);
+  ramalloc::discard(p);
+  ramalloc::discard(p); // reported through the callback (and by memcheck: Invalid free)
+  ram_set_error_handler(nullptr, nullptr);
+  return g_reports + peek(p, 8); // bug: the block is free
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -97,13 +118,14 @@ int main(int argc, char **argv) {
                {"heap-use-after-release-all", heap_use_after_release_all},
                {"heap-leak", heap_leak},
                {"static-use-after-discard", static_use_after_discard},
-               {"static-read-past-end", static_read_past_end}};
+               {"static-read-past-end", static_read_past_end},
+               {"report-then-use-after-free", report_then_use_after_free}};
   for (const auto &c : cases)
     if (argc == 2 && std::strcmp(argv[1], c.name) == 0)
       return c.run() == 42 ? 42 : 0;
   std::fprintf(stderr,
                "usage: %s clean|heap-use-after-release-all|heap-leak|"
-               "static-use-after-discard|static-read-past-end\n",
+               "static-use-after-discard|static-read-past-end|report-then-use-after-free\n",
                argv[0]);
   return 2;
 }

@@ -64,34 +64,51 @@ constexpr bool annotate_tracks(std::size_t block_size) noexcept {
 #endif
 }
 
+#if defined(RAMALLOC_ANNOTATE_VALGRIND)
+/// annotate_scope nesting on this thread (initial-exec: no call into the dynamic linker).
+constinit inline thread_local unsigned t_annotate_depth __attribute__((tls_model("initial-exec"))) =
+    0;
+#endif
+
 /// While one lives, the thread runs ramalloc's own code: memcheck reports nothing (the
 /// allocator reads and writes free blocks and NOACCESS descriptors). Every public entry
-/// point opens one; user code called from inside (the error handler) closes it around
-/// the call (annotate_user_code). Nests. Empty outside Valgrind builds.
+/// point opens one; user code called from inside (the error handler, a new_handler) is
+/// bracketed by annotate_user_code. Nests: only the outermost one switches reporting.
+/// Empty outside Valgrind builds.
 struct __attribute__((unused)) annotate_scope {
 #if defined(RAMALLOC_ANNOTATE_VALGRIND)
   annotate_scope() noexcept {
-    VALGRIND_DISABLE_ERROR_REPORTING;
+    if (t_annotate_depth++ == 0)
+      VALGRIND_DISABLE_ERROR_REPORTING;
   }
   ~annotate_scope() {
-    VALGRIND_ENABLE_ERROR_REPORTING;
+    if (--t_annotate_depth == 0)
+      VALGRIND_ENABLE_ERROR_REPORTING;
   }
   annotate_scope(const annotate_scope &) = delete;
   annotate_scope &operator=(const annotate_scope &) = delete;
 #endif
 };
 
-/// The opposite, inside an annotate_scope: the program's own code runs (a callback).
+/// The program's own code runs (a callback): memcheck reports as usual, inside an
+/// annotate_scope or not.
 struct __attribute__((unused)) annotate_user_code {
 #if defined(RAMALLOC_ANNOTATE_VALGRIND)
-  annotate_user_code() noexcept {
-    VALGRIND_ENABLE_ERROR_REPORTING;
+  annotate_user_code() noexcept : saved_(t_annotate_depth) {
+    if (saved_ != 0)
+      VALGRIND_ENABLE_ERROR_REPORTING;
+    t_annotate_depth = 0; // an allocation inside the callback opens its own scope
   }
   ~annotate_user_code() {
-    VALGRIND_DISABLE_ERROR_REPORTING;
+    t_annotate_depth = saved_;
+    if (saved_ != 0)
+      VALGRIND_DISABLE_ERROR_REPORTING;
   }
   annotate_user_code(const annotate_user_code &) = delete;
   annotate_user_code &operator=(const annotate_user_code &) = delete;
+
+private:
+  unsigned saved_;
 #endif
 };
 
