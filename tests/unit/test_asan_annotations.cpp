@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include "ramalloc/ramalloc.h"
 #include "ramalloc/ramalloc.hpp"
@@ -54,6 +55,19 @@ TEST(AsanAnnotations, UseAfterDiscardOfTheFreeListLinkIsCaught) {
   void *p = ramalloc::acquire(64);
   ramalloc::discard(p);
   EXPECT_DEATH(write_byte(p, 0), poisoned);
+}
+
+TEST(AsanAnnotations, UseAfterARemoteDiscardIsCaught) {
+  SKIP_UNLESS_ASAN();
+  // Another thread frees the block: it writes the remote list's link into it, then the
+  // block must be poisoned before the owner can see it.
+  void *p = ramalloc::acquire(96);
+  std::memset(p, 1, 96);
+  std::thread([p] { ramalloc::discard(p); }).join();
+  EXPECT_DEATH(read_byte(p, 0), poisoned);
+  EXPECT_DEATH(read_byte(p, 50), poisoned);
+  ramalloc::reclaim(16); // the owner takes the remote list: the block stays poisoned
+  EXPECT_DEATH(read_byte(p, 8), poisoned);
 }
 
 TEST(AsanAnnotations, OverflowIntoAFreeNeighbourIsCaught) {
