@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ramalloc needs on Debian 12, and only what is missing.
 #
-#   scripts/setup.sh               build tools, GoogleTest, Asio, spdlog and fmt
+#   scripts/setup.sh               build tools, GoogleTest, Asio, spdlog and fmt, valgrind
 #   scripts/setup.sh --sanitizers  also clang and its sanitizer runtimes: libFuzzer for
 #                                  tests/fuzz (scripts/test.sh uses it); the asan/tsan
 #                                  presets use gcc, whose runtimes come with g++
@@ -13,8 +13,10 @@ set -euo pipefail
 # time, git and python3 are for the LD_PRELOAD tests (tests/preload), which run real programs.
 # libasio-dev (standalone Asio 1.22) and libspdlog-dev/libfmt-dev are for the integration
 # kit (integration/, ramalloc::io), its tests, the echo server and the Asio benchmark.
+# valgrind: memcheck and its client-request headers, for RAMALLOC_VALGRIND=ON and the
+# tests in tests/valgrind (scripts/test.sh runs them).
 required=(build-essential cmake ninja-build g++ libgtest-dev time git python3
-          libasio-dev libspdlog-dev libfmt-dev)
+          libasio-dev libspdlog-dev libfmt-dev valgrind)
 sanitizer_extras=(clang libclang-rt-14-dev)
 
 packages=("${required[@]}")

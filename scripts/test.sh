@@ -14,6 +14,11 @@
 # of every seed and crash reproducer, two at a time (about 2 minutes with the build).
 # RAMALLOC_TEST_FUZZ=0 skips this step.
 #
+# Then Valgrind: a small RelWithDebInfo tree with RAMALLOC_VALGRIND=ON in build/valgrind,
+# only the programs of tests/valgrind built, each run under memcheck (ctest -L valgrind:
+# one known bug per run must be reported, the clean runs must report nothing; well under
+# a minute). RAMALLOC_TEST_VALGRIND=0 skips this step.
+#
 # RAMALLOC_TEST_PRESETS="debug" runs a subset (default: "debug asan tsan").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +34,14 @@ for preset in ${RAMALLOC_TEST_PRESETS:-debug asan tsan}; do
   cmake --build --preset "${preset}" -j 2
   ctest --preset "${preset}"
 done
+
+if [ "${RAMALLOC_TEST_VALGRIND:-1}" != 0 ]; then
+  echo "=== valgrind: configure (RAMALLOC_VALGRIND=ON), build tests/valgrind, run under memcheck"
+  cmake -S . -B build/valgrind -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_VALGRIND=ON \
+        -DRAMALLOC_BUILD_IO=OFF -DRAMALLOC_BUILD_EXAMPLES=OFF
+  cmake --build build/valgrind -j 2 --target ramalloc_valgrind_tests
+  ctest --test-dir build/valgrind --output-on-failure -L valgrind -j 2
+fi
 
 if [ "${RAMALLOC_TEST_FUZZ:-1}" != 0 ]; then
   echo "=== fuzz: configure (clang), build, run each fuzzer for ${RAMALLOC_FUZZ_SECONDS:-50} s"

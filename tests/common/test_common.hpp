@@ -14,6 +14,16 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define RAMALLOC_TEST_COMMON_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define RAMALLOC_TEST_COMMON_ASAN 1
+#endif
+#endif
+
 namespace ramalloc_test_common {
 
 constexpr bool under_tsan() {
@@ -41,6 +51,18 @@ constexpr bool under_asan() {
 #endif
 #else
   return false;
+#endif
+}
+
+/// Makes [p, p+n) accessible to AddressSanitizer, which ramalloc tells to poison free
+/// blocks and a static heap's buffer (docs/hardening.md): for a test that plays a buggy
+/// program on purpose (a write after free, so that ramalloc's own checked mode is what
+/// catches it) or inspects a heap's memory from outside. A no-op without ASan.
+inline void asan_unpoison(const void *p, std::size_t n) {
+#if defined(RAMALLOC_TEST_COMMON_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+#else
+  (void)p, (void)n;
 #endif
 }
 

@@ -442,8 +442,9 @@ TEST(CheckedMode, AWriteIntoAFreedBlockIsReportedWhenItLeavesTheQuarantine) {
   ModeZone m(true);
   auto *a = static_cast<unsigned char *>(ram_malloc(64));
   ram_free(a);
-  a[20] = 0x41; // use after free
-  ramalloc::flush(); // releases the quarantine (as 64 later frees would)
+  ramalloc_test_common::asan_unpoison(a, 64); // ASan would catch it first
+  a[20] = 0x41;                               // use after free
+  ramalloc::flush();                          // releases the quarantine (as 64 later frees would)
   const auto r = take(m.errors());
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].error, RAM_ERROR_WRITE_AFTER_FREE) << r[0].message;
@@ -466,6 +467,8 @@ TEST(CheckedMode, AnOverwrittenFreeListLinkNeverYieldsAForeignAddress) {
     ram_free(o);
   // A use-after-free write over a link (what an attacker would aim at).
   const std::uint32_t evil = 0x100;
+  ramalloc_test_common::asan_unpoison(blocks[3], 48); // ASan would catch them first
+  ramalloc_test_common::asan_unpoison(blocks[5], 48);
   std::memcpy(blocks[3], &evil, sizeof evil);
   std::memset(blocks[5], 0x11, 48);
   std::vector<void *> out;

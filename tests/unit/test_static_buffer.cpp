@@ -361,6 +361,7 @@ TEST(StaticBuffer, ConstructingAHeapWritesNothingIntoTheBuffer) {
   granule_mapping m(4 * MiB, 0xA5);
   {
     ramalloc::heap h(m.data(), 4 * MiB);
+    ramalloc_test_common::asan_unpoison(m.data(), 4 * MiB); // the heap's now: look from outside
     EXPECT_EQ(m.changed(0, 4 * MiB, 0xA5), 0u) << "the heap's bookkeeping landed in the buffer";
   }
   EXPECT_EQ(m.changed(0, 4 * MiB, 0xA5), 0u) << "destroying an unused heap wrote the buffer";

@@ -40,6 +40,7 @@ void ram_flush(void) {
 }
 
 int ram_query(const void *p, ram_block_info *info) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   const auto q = ramalloc::query(p);
   if (!q)
     return 0;
@@ -54,12 +55,14 @@ int ram_query(const void *p, ram_block_info *info) {
 }
 
 ram_heap *ram_heap_create(void) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   heap_state *h = heap_create();
   if (h == nullptr)
     errno = ENOMEM;
   return reinterpret_cast<ram_heap *>(h);
 }
 void ram_heap_destroy(ram_heap *heap) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (heap == nullptr)
     return;
   auto *h = reinterpret_cast<heap_state *>(heap);
@@ -67,24 +70,30 @@ void ram_heap_destroy(ram_heap *heap) {
   heap_release(h, /*drain=*/true);
 }
 void *ram_heap_acquire(ram_heap *heap, size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return alloc_native(reinterpret_cast<heap_state *>(heap), size);
 }
 size_t ram_heap_reclaim(ram_heap *heap, size_t budget) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return heap_reclaim(reinterpret_cast<heap_state *>(heap), budget);
 }
 size_t ram_heap_release_all(ram_heap *heap) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return heap_release_all(reinterpret_cast<heap_state *>(heap));
 }
 void ram_heap_get_stats(const ram_heap *heap, ram_stats *out) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   *out = ram_stats{};
   heap_stats(reinterpret_cast<const heap_state *>(heap), out);
 }
 
 void *ram_malloc(size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return malloc_impl(size);
 }
 
 void *ram_calloc(size_t count, size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
     errno = ENOMEM;
@@ -94,6 +103,7 @@ void *ram_calloc(size_t count, size_t size) {
 }
 
 void *ram_realloc(void *p, size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p == nullptr)
     return malloc_impl(size);
   if (size == 0) { // documented: frees p, returns a fresh minimum-size block
@@ -104,7 +114,7 @@ void *ram_realloc(void *p, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  const auto q = ramalloc::query(p);
+  const auto q = query_block(p);
   if (!q || !q->is_start) {
     free_and_report(p); // reports the bad pointer (and frees nothing)
     errno = EINVAL;
@@ -117,23 +127,29 @@ void *ram_realloc(void *p, size_t size) {
     errno = EINVAL;
     return nullptr;
   }
+  // What the program was given (tools: its last requested size; otherwise the block).
+  const std::size_t old_size = annotate_requested(p, q->usable_size);
   // Shrinking by less than half keeps the block: no copy, and the waste stays bounded.
-  if (size <= q->usable_size && size >= q->usable_size / 2)
+  if (size <= q->usable_size && size >= q->usable_size / 2) {
+    annotate_resized(p, old_size, size, q->usable_size);
     return p;
+  }
   void *fresh = malloc_impl(size);
   if (fresh == nullptr)
     return nullptr; // p stays valid
-  std::memcpy(fresh, p, size < q->usable_size ? size : q->usable_size);
+  std::memcpy(fresh, p, size < old_size ? size : old_size);
   ram_free(p);
   return fresh;
 }
 
 void ram_free(void *p) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p != nullptr)
     free_and_report(p);
 }
 
 void ram_free_sized(void *p, size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p == nullptr)
     return;
   const free_result r = free_counted(p);
@@ -142,22 +158,28 @@ void ram_free_sized(void *p, size_t size) {
 }
 
 void *ram_aligned_alloc(size_t align, size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return aligned_impl(align, size);
 }
 
 size_t ram_usable_size(const void *p) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p == nullptr)
     return 0;
-  const auto q = ramalloc::query(p);
+  const auto q = query_block(p);
+  if (annotations_enabled && q && q->is_start)
+    annotate_usable(p, q->usable_size); // the program may use every usable byte now
   return q && q->is_start ? q->usable_size : 0;
 }
 
 void ram_get_stats(ram_stats *out) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (out != nullptr)
     global_stats(out);
 }
 
 void ram_get_heap_stats(ram_stats *out) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (out == nullptr)
     return;
   *out = ram_stats{};

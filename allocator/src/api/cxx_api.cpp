@@ -22,10 +22,12 @@ void clear_max_steps() noexcept;
 // --- the five operations ------------------------------------------------------------------
 
 void *acquire(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return alloc_current([size](heap_state *h) { return alloc_native(h, size); });
 }
 
 void *acquire(std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (!is_pow2(align)) {
     errno = EINVAL;
     return nullptr;
@@ -34,11 +36,13 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
 }
 
 void discard(void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p != nullptr)
     free_and_report(p);
 }
 
 std::size_t reclaim(std::size_t budget) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   heap_state *h = current_state();
   if (h == nullptr)
     return 0;
@@ -51,6 +55,7 @@ std::size_t reclaim(std::size_t budget) noexcept {
 }
 
 void flush() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   heap_state *h = current_state();
   if (h == nullptr)
     return;
@@ -59,6 +64,16 @@ void flush() noexcept {
 }
 
 std::optional<block_info> query(const void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
+  std::optional<block_info> info = query_block(p);
+  // "usable_size bytes usable from start": the program may use them all, so tools are
+  // told (a block of a tool build is otherwise accessible for its requested size only).
+  if (annotations_enabled && info)
+    annotate_usable(info->start, info->usable_size);
+  return info;
+}
+
+std::optional<block_info> detail::query_block(const void *p) noexcept {
   region *r = region_of(p);
   if (r == nullptr)
     return std::nullopt;
@@ -110,6 +125,7 @@ std::optional<block_info> query(const void *p) noexcept {
 }
 
 stats get_stats() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   stats s{};
   global_stats(&s);
   return s;
@@ -145,14 +161,25 @@ bool set_option(const char *name, const char *value) noexcept {
 
 // --- heaps -----------------------------------------------------------------------------------
 
-heap::heap() : state_(heap_create()), owned_(true) {
+namespace {
+/// heap_create inside an annotate_scope (a constructor's member initialiser runs before
+/// its body).
+heap_state *create_state(bool without_memory = false) noexcept {
+  annotate_scope in_allocator;
+  return heap_create(without_memory);
+}
+} // namespace
+
+heap::heap() : state_(create_state()), owned_(true) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (state_ == nullptr)
     cxx_throw_bad_alloc();
   heap_pay_reserve(state_); // set-up, not an allocation: the reserve is resident at once
 }
 
 heap::heap(void *buffer, std::size_t size)
-    : state_(heap_create(/*without_memory=*/true)), owned_(true) {
+    : state_(create_state(/*without_memory=*/true)), owned_(true) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (state_ == nullptr)
     cxx_throw_bad_alloc();
   if (const char *why = heap_init_static(state_, buffer, size)) {
@@ -166,6 +193,7 @@ heap::heap(void *buffer, std::size_t size)
 heap::heap(borrowed_tag, heap_state *state) noexcept : state_(state), owned_(false) {}
 
 heap::~heap() {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (!owned_)
     return;
   RAMALLOC_CHECK(t_current != state_,
@@ -174,10 +202,12 @@ heap::~heap() {
 }
 
 void *heap::acquire(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return alloc_native(state_, size);
 }
 
 void *heap::acquire(std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (!is_pow2(align)) {
     errno = EINVAL;
     return nullptr;
@@ -186,27 +216,33 @@ void *heap::acquire(std::size_t size, std::size_t align) noexcept {
 }
 
 std::size_t heap::reclaim(std::size_t budget) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return heap_reclaim(state_, budget);
 }
 void heap::flush() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   heap_flush(state_);
 }
 
 std::size_t heap::release_all() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return heap_release_all(state_);
 }
 
 stats heap::get_stats() const noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   stats s{};
   heap_stats(state_, &s);
   return s;
 }
 
 const void *heap::id() const noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return state_;
 }
 
 heap_scope::heap_scope(heap &h) noexcept : previous_(t_current) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   t_current = heap_access::state(h);
 }
 heap_scope::~heap_scope() {
@@ -214,6 +250,7 @@ heap_scope::~heap_scope() {
 }
 
 heap &current_heap() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   // A heap that lasts: during thread teardown too (it is then handed off by the next
   // key-destructor round, if the C library runs one).
   heap_state *h = t_current != nullptr ? t_current : bind_thread(/*even_after_exit=*/true);

@@ -9,6 +9,21 @@
 
 namespace ramalloc::detail {
 
+/// query() without telling the tools anything (for the allocator's own use: realloc,
+/// reports). O(1), safe for any value.
+std::optional<block_info> query_block(const void *p) noexcept;
+
+/// The program learnt that the block at `start` has `usable` bytes (query,
+/// malloc_usable_size) and may use them all: tools are told so, if it is live. Reads no
+/// block (query never does): the tool's own state tells a live block (a prefix of it is
+/// accessible) from a free one (nothing is). A block of 0 requested bytes stays so.
+inline void annotate_usable(const void *start, std::size_t usable) noexcept {
+  if (!annotations_enabled)
+    return;
+  if (const std::size_t requested = annotate_requested(start, usable); requested != 0)
+    annotate_resized(const_cast<void *>(start), requested, usable, usable);
+}
+
 /// Anything above medium_max: a large span or a huge mapping. `align` is a power of two.
 /// `zeroed` (when given) tells whether the block is known to be zero (a huge mapping is
 /// always fresh; a large span when it comes from never-touched or purged memory).
@@ -18,17 +33,26 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
     errno = ENOMEM;
     return nullptr;
   }
-  if (size <= large_max && align <= region_size / 4)
-    return heap_alloc_large(h, size, align, zeroed);
+  if (size <= large_max && align <= region_size / 4) {
+    void *p = heap_alloc_large(h, size, align, zeroed);
+    annotate_acquired(p, size, align_up(size, slice_size), zeroed != nullptr && *zeroed);
+    return p;
+  }
   if (zeroed != nullptr)
     *zeroed = true;
-  return heap_alloc_huge(h, size, align);
+  void *p = heap_alloc_huge(h, size, align);
+  annotate_acquired(p, size, align_up(size, os_page_size), zeroed != nullptr);
+  return p;
 }
 
 /// Native allocation: natural alignment (largest power of two <= min(size, 16)).
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max))
-    return heap_alloc_class<true>(h, class_of(size)); // 0 takes the smallest class
+  if (RAMALLOC_LIKELY(size <= medium_max)) {
+    const unsigned cls = class_of(size); // 0 takes the smallest class
+    void *p = heap_alloc_class<true>(h, cls);
+    annotate_acquired(p, size, class_block_size(cls)); // tools: see common/annotate.hpp
+    return p;
+  }
   return alloc_big(h, size, slice_size);
 }
 
@@ -37,22 +61,34 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
 /// multiple of 16); an object of at most 8 bytes needs at most 8, so sizes 0..8 take the
 /// 8-byte class (as in mimalloc, jemalloc, tcmalloc). The 4-byte class is never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max))
-    return heap_alloc_class<false>(h, class_of_from_8(size));
+  if (RAMALLOC_LIKELY(size <= medium_max)) {
+    const unsigned cls = class_of_from_8(size);
+    void *p = heap_alloc_class<false>(h, cls);
+    annotate_acquired(p, size, class_block_size(cls));
+    return p;
+  }
   return alloc_big(h, size, slice_size);
 }
 
 /// Aligned allocation; `align` must already be a power of two.
 inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) noexcept {
+  const std::size_t requested = size; // what the tools are told the program may use
   if (size == 0)
     size = 1;
   if (align <= 16) {
-    if (size <= medium_max)
-      return heap_alloc_class<true>(h, class_of(size < align ? align : size));
+    if (size <= medium_max) {
+      const unsigned cls = class_of(size < align ? align : size);
+      void *p = heap_alloc_class<true>(h, cls);
+      annotate_acquired(p, requested, class_block_size(cls));
+      return p;
+    }
   } else if (align <= slice_size && size <= medium_max - align) {
     // A class whose block size is a multiple of `align` exists for every rounded size
     // (see docs/design.md), and pages start on 64 KiB boundaries.
-    return heap_alloc_class<false>(h, class_of(align_up(size, align)));
+    const unsigned cls = class_of(align_up(size, align));
+    void *p = heap_alloc_class<false>(h, cls);
+    annotate_acquired(p, requested, class_block_size(cls));
+    return p;
   }
   return alloc_big(h, size, align < slice_size ? slice_size : align);
 }
@@ -80,7 +116,8 @@ RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
 /// size class, kind and owning heap.
 RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept {
   count_invalid_free();
-  const std::optional<block_info> info = ramalloc::query(p);
+  annotate_invalid_free(p); // memcheck's own "Invalid free()" report, as with glibc
+  const std::optional<block_info> info = query_block(p);
   ram_error kind = RAM_ERROR_INVALID_FREE;
   const char *what = "free of a pointer that ramalloc did not allocate";
   switch (r) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "common/annotate.hpp"
 #include "common/runtime.hpp"
 
 namespace ramalloc::detail {
@@ -99,6 +100,7 @@ void report_error(ram_error kind, const void *p, const char *what) noexcept {
   if (bad_free)
     load_options_once();
   if (const handler h = current_handler(); h.fn != nullptr) {
+    annotate_user_code program; // memcheck checks the program's callback as usual
     h.fn(kind, p, what, h.context);
   } else {
     char buf[512];
@@ -119,8 +121,8 @@ void report_block_error(ram_error kind, const void *p, const char *what, const v
                         std::size_t block_size, const char *block_kind,
                         const void *owner) noexcept {
   char msg[400];
-  std::snprintf(msg, sizeof msg, "%s: %p (block %p, size class %zu B, %s block, heap %p)", what,
-                p, start, block_size, block_kind, owner);
+  std::snprintf(msg, sizeof msg, "%s: %p (block %p, size class %zu B, %s block, heap %p)", what, p,
+                start, block_size, block_kind, owner);
   report_error(kind, p, msg);
 }
 

@@ -45,6 +45,7 @@ constinit thread_local bool t_exited __attribute__((tls_model("initial-exec"))) 
 /// pthread key destructor: the thread is exiting. O(1): no page is walked; the heap is
 /// orphaned (or pooled if empty) and drained later by other threads' steps.
 void on_thread_exit(void *value) noexcept {
+  annotate_scope in_allocator;
   auto *h = static_cast<heap_state *>(value);
   t_exited = true;
   if (t_current == h)
@@ -80,6 +81,8 @@ void drop_static_region(heap_state *h) noexcept {
   region *r = h->static_region;
   if (r == nullptr)
     return;
+  if (annotations_enabled)
+    annotate_returned(r->base, r->map_size);
   page_map_unregister(r->base, r->map_size);
   for (auto &l : h->avail)
     l = {};

@@ -27,6 +27,15 @@ std::size_t pattern_damage(const std::byte *b, std::size_t from, std::uint32_t b
   return SIZE_MAX;
 }
 
+/// pattern_damage of a free block (tools: bracketed, common/annotate.hpp).
+std::size_t pattern_damage_free(std::byte *b, std::size_t from, std::uint32_t bs) noexcept {
+  const std::size_t n = bs < checked_fill_bytes ? bs : checked_fill_bytes;
+  annotate_touch_begin(b, n, bs);
+  const std::size_t at = pattern_damage(b, from, bs);
+  annotate_touch_end(b, n, bs);
+  return at;
+}
+
 void report_damage(const std::byte *b, std::size_t at, const page *pg, const char *when) noexcept {
   char what[200];
   std::snprintf(what, sizeof what,
@@ -54,7 +63,7 @@ void quarantine_release_one(heap_state *h) noexcept {
   --h->quarantine_count;
   const std::uint32_t bs = q.pg->block_size.load(std::memory_order_relaxed);
   h->quarantine_bytes -= bs;
-  const std::size_t at = pattern_damage(q.block, 0, bs);
+  const std::size_t at = pattern_damage_free(q.block, 0, bs);
   if (at != SIZE_MAX)
     report_damage(q.block, at, q.pg, "when it left the quarantine");
   release_to_page(h, q.pg, q.block);
@@ -185,7 +194,7 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   } else {
     pg->free_head = next;
   }
-  const std::size_t at = pattern_damage(b, 4, bs);
+  const std::size_t at = pattern_damage_free(b, 4, bs);
   if (RAMALLOC_UNLIKELY(at != SIZE_MAX))
     report_damage(b, at, pg, "when it was handed out again");
   const std::uint32_t idx = pg->block_index(off);
@@ -232,6 +241,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, 
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (sized)
     check_size(p, size, align, bs, p, kind_name(pg), owner);
+  annotate_freed(p, bs); // before the block can reach another thread
   fill_freed(p, 0, bs);
   *out = free_result::freed;
   if (owner != current) {
@@ -278,9 +288,7 @@ bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexc
   }
   if (bs == 4)
     return true; // no canary: cannot tell
-  std::uint32_t seen;
-  __builtin_memcpy(&seen, p + 4, sizeof seen);
-  if (seen != canary_of(p))
+  if (annotate_peek32(p + 4) != canary_of(p))
     return true;
   // The canary is a hint: its owner decides exactly; another thread cannot walk the
   // page's lists, and the free that follows is confirmed by the owner (free_marked).

@@ -43,22 +43,32 @@ inline std::uint32_t link_key(const page *pg) noexcept {
 }
 
 /// Reads / writes the free link held by block `b` of page `pg` (encoded on checked pages).
+/// Tools: the block is free (common/annotate.hpp), so the access is bracketed.
 inline std::uint32_t load_link(const page *pg, const std::byte *b) noexcept {
   std::uint32_t v;
+  const std::uint32_t bs = annotate_block_size(pg);
+  annotate_touch_begin(const_cast<std::byte *>(b), 8, bs);
   __builtin_memcpy(&v, b, sizeof v);
+  annotate_touch_end(const_cast<std::byte *>(b), 8, bs);
   return pg->checked.load(std::memory_order_relaxed) ? v ^ link_key(pg) : v;
 }
 inline void store_link(const page *pg, std::byte *b, std::uint32_t link) noexcept {
   if (pg->checked.load(std::memory_order_relaxed))
     link ^= link_key(pg);
+  const std::uint32_t bs = annotate_block_size(pg);
+  annotate_touch_begin(b, 8, bs);
   __builtin_memcpy(b, &link, sizeof link);
+  annotate_touch_end(b, 8, bs);
 }
 
 /// Fills the pattern bytes [from, min(block, checked_fill_bytes)) of a free block.
 inline void fill_freed(std::byte *b, std::size_t from, std::uint32_t block_size) noexcept {
   const std::size_t n = block_size < checked_fill_bytes ? block_size : checked_fill_bytes;
-  if (n > from)
+  if (n > from) {
+    annotate_touch_begin(b, n, block_size);
     __builtin_memset(b + from, checked_fill, n - from);
+    annotate_touch_end(b, n, block_size);
+  }
 }
 
 /// Makes page `pg` of region `r`, being formatted, a checked page: its live bits are

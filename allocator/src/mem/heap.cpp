@@ -66,6 +66,7 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->in_avail = false;
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
+  annotate_page_formatted(pg->start, std::size_t{slices} * slice_size, bs);
 }
 
 /// An empty page goes to the cache (one-slice pages) or back to the span bins.
@@ -120,6 +121,7 @@ void extend_page(page *pg) noexcept {
   if (n > extend_count(bs))
     n = extend_count(bs);
   const std::uint32_t first = bump * bs;
+  annotate_touch_begin(pg->start + first, std::size_t{n} * bs, bs);
   std::uint32_t off = first;
   for (std::uint32_t i = 0; i < n; ++i) {
     count_step();
@@ -136,6 +138,7 @@ void extend_page(page *pg) noexcept {
     }
     off = next;
   }
+  annotate_touch_end(pg->start + first, std::size_t{n} * bs, bs);
   pg->free_head = first;
   set_page_bump(pg, bump + n);
 }
@@ -424,10 +427,10 @@ void confirm_parked(heap_state *h, std::byte *p) noexcept {
       r->owner.load(std::memory_order_relaxed) == h) {
     const auto off = static_cast<std::uint32_t>(p - pg->start);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-    std::uint32_t seen;
-    __builtin_memcpy(&seen, p + 4, sizeof seen);
     if (pg->block_index(off) * bs == off && pg->block_index(off) < page_bump(pg) &&
-        seen == canary_of(p) && !block_listed(pg, off)) {
+        annotate_peek32(p + 4) == canary_of(p) && !block_listed(pg, off)) {
+      annotate_freed(p, bs);
+      annotate_touch_begin(p, 8, bs);
       free_local(h, pg, p, off);
       return;
     }
@@ -465,7 +468,11 @@ free_result free_marked(heap_state *current, void *ptr) noexcept {
   if (owner == current) {
     if (block_listed(pg, off))
       return free_result::double_free;
-    free_local(owner, pg, p, off); // live, holding its canary value by chance
+    // Live, holding its canary value by chance: freed like any other.
+    const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+    annotate_freed(p, bs);
+    annotate_touch_begin(p, 8, bs);
+    free_local(owner, pg, p, off);
     return free_result::freed;
   }
   if (remote_word::head(pg->remote.load(std::memory_order_acquire)) == off)
@@ -563,7 +570,9 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   h->large_live_bytes.add(bytes);
   h->class_live[large_class].add(1);
   // A dirty span may hold an old block's double-free canary at this address.
+  annotate_touch_begin(pg->start, 8, bytes);
   __builtin_memset(pg->start + 4, 0, 4);
+  annotate_touch_end(pg->start, 8, bytes);
   return pg->start;
 }
 
@@ -589,7 +598,11 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
   do {
     count_step();
     const std::uint32_t head = remote_word::head(w);
+    // Published by the CAS: the owner may hand the block out at once, so it is closed
+    // again before.
+    annotate_touch_begin(p, 8, annotate_block_size(pg));
     __builtin_memcpy(p, &head, sizeof head);
+    annotate_touch_end(p, 8, annotate_block_size(pg));
     next = remote_word::make(off, remote_word::count(w) + 1, true);
   } while (!pg->remote.compare_exchange_weak(w, next, std::memory_order_release,
                                              std::memory_order_relaxed));
@@ -631,6 +644,10 @@ free_result huge_release(region *r, void *p) noexcept {
   if (!r->huge_claim.compare_exchange_strong(w, w & ~ptr_mask, std::memory_order_acq_rel,
                                              std::memory_order_relaxed))
     return free_result::double_free;
+  if (annotations_enabled) { // claimed: this free is the one
+    annotate_freed(p, r->huge_usable);
+    annotate_unmapping(p, 0, r->huge_usable);
+  }
   r->owner.store(nullptr, std::memory_order_relaxed);
   owner->huge_live_bytes.fetch_sub(r->huge_usable, std::memory_order_relaxed);
   owner->huge_live_blocks.fetch_sub(1, std::memory_order_relaxed);

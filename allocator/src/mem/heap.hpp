@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <new>
 
+#include "common/annotate.hpp"
 #include "common/defs.hpp"
 #include "common/runtime.hpp"
 #include "ds/list.hpp"
@@ -114,6 +115,11 @@ struct heap_access {
   }
 };
 
+/// Block size of `pg` for a tool hook (common/annotate.hpp): no load when they are off.
+RAMALLOC_FAST_PATH std::uint32_t annotate_block_size(const page *pg) noexcept {
+  return annotations_enabled ? pg->block_size.load(std::memory_order_relaxed) : 0;
+}
+
 /// The empty page every class starts with: no free block, so the first acquire of a class
 /// takes the slow path. Never written.
 extern page g_empty_page;
@@ -133,6 +139,7 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept 
   if (RAMALLOC_UNLIKELY(off == nil_offset))
     return heap_alloc_slow(h, cls);
   std::byte *b = pg->start + off;
+  annotate_touch_begin(b, 8, class_block_size(cls)); // tools: see common/annotate.hpp
   std::uint32_t next;
   __builtin_memcpy(&next, b, sizeof next);
   pg->free_head = next;
@@ -140,6 +147,7 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept 
   // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
   if (!MayBeTiny || cls != 0)
     __builtin_memset(b + 4, 0, 4);
+  annotate_touch_end(b, 8, class_block_size(cls));
   ++pg->used;
   h->class_live[cls].add(1);
   return b;
@@ -196,12 +204,14 @@ extern void (*g_huge_release_test_hook)(void *p) noexcept;
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
 
-/// Gives live block `p` (byte `off` of `pg`) back to its page; the caller owns the page.
+/// Gives live block `p` (byte `off` of `pg`) back to its page; the caller owns the page
+/// and has told the tools (annotate_freed, then annotate_touch_begin of its first 8 bytes).
 RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
                                    std::uint32_t off) noexcept {
   // LIFO onto the list the fast path pops: the block just freed is the next handed out,
   // while it is still in cache, and a malloc/free loop never leaves the fast paths.
   __builtin_memcpy(p, &pg->free_head, sizeof(std::uint32_t));
+  annotate_touch_end(p, 8, annotate_block_size(pg));
   pg->free_head = off;
   owner->class_live[pg->size_class].sub(1);
   if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
@@ -230,11 +240,13 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   if (RAMALLOC_UNLIKELY(idx >= pg->bump.load(std::memory_order_relaxed)))
     return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
-    std::uint32_t seen;
-    __builtin_memcpy(&seen, p + 4, sizeof seen);
+    const std::uint32_t seen = annotate_peek32(p + 4);
     const std::uint32_t mark = canary_of(p);
     if (RAMALLOC_UNLIKELY(seen == mark))
       return free_result::marked;
+    // Tools learn of the free before the block can reach another thread.
+    annotate_freed(p, bs);
+    annotate_touch_begin(p, 8, bs);
     __builtin_memcpy(p + 4, &mark, sizeof mark);
   } else {
     // The 4-byte class has no room for a canary; what can be told for nothing is an
@@ -246,9 +258,11 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
                                    : remote_word::head(pg->remote.load(std::memory_order_relaxed));
     if (RAMALLOC_UNLIKELY(head == off))
       return free_result::double_free;
+    annotate_freed(p, bs);
   }
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (RAMALLOC_UNLIKELY(owner != current)) {
+    annotate_touch_end(p, 8, bs); // heap_free_remote touches the link itself
     heap_free_remote(owner, pg, p, off);
     return free_result::freed;
   }

@@ -85,6 +85,13 @@ bool grow(heap_state *h) noexcept {
   r->map_size = region_size;
   r->owner.store(h, std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, base, region_size), "fresh region overlaps the page map");
+  // The header's unused tail, just below the first page: an underflow of the region's
+  // first block lands there (the reservation itself is inaccessible to tools already).
+  if (annotations_enabled) {
+    std::byte *gap = base + region_header_bytes(slices_per_region);
+    annotate_close(gap, static_cast<std::size_t>(r->slice_address(r->first_slice) - gap),
+                   slice_size);
+  }
   h->regions.push_back(r);
   h->reserved.add(region_size);
   insert_free(h, r, r->first_slice, r->slice_count - r->first_slice, page_state::free_clean, 0);
@@ -281,6 +288,10 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
     const page_state st = pg->state.load(std::memory_order_relaxed);
     if (st != page_state::free_clean)
       resident += std::uint64_t{len} * slice_size;
+    if (annotations_enabled && st == page_state::in_use)
+      annotate_span_released(pg->start, pg->size_class == large_class ? 1 : page_bump(pg),
+                             pg->block_size.load(std::memory_order_relaxed),
+                             std::size_t{len} * slice_size);
     pg->state.store(page_state::unused, std::memory_order_relaxed);
     pg->in_avail = false;
     pg->in_idle = false;
@@ -351,6 +362,10 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
            "heap, or a ramalloc region: a buffer allocated from ramalloc itself cannot be used)";
   }
   h->static_region = r;
+  // The buffer is the program's memory: the tools learn that it is the heap's now (and
+  // that it is the program's again when the heap is retired: drop_static_region).
+  if (annotations_enabled)
+    annotate_close(b, r->map_size, slice_size);
   h->regions.push_back(r);
   h->reserved.add(r->map_size);
   h->committed.add(r->map_size);

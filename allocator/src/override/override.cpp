@@ -38,6 +38,7 @@ __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool 
 }
 
 RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (RAMALLOC_UNLIKELY(p == nullptr))
     return;
   const free_result r = free_counted(p);
@@ -48,6 +49,7 @@ RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
 /// A sized free (sized delete, free_sized): the same fast path; the size only travels to
 /// the out-of-line path, where checked pages compare it with the block's size class.
 RAMALLOC_FAST_PATH void free_any_sized(void *p, std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (RAMALLOC_UNLIKELY(p == nullptr))
     return;
   const free_result r = free_counted(p);
@@ -88,9 +90,11 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
       cxx_throw_bad_alloc();
     }
     if (nothrow) {
+      annotate_user_code program; // the program's handler: memcheck checks it
       if (!cxx_call_new_handler_nothrow(handler))
         return nullptr;
     } else {
+      annotate_user_code program;
       handler();
     }
     void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
@@ -100,17 +104,20 @@ __attribute__((noinline, cold)) void *new_retry(std::size_t size, std::size_t al
 }
 
 RAMALLOC_FAST_PATH void *new_impl(std::size_t size) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = malloc_counted(size);
   return RAMALLOC_LIKELY(p != nullptr) ? p : new_retry(size, 0, false);
 }
 
 void *new_aligned(std::size_t size, std::size_t align) {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, false);
 }
 
 /// `align` 0: the plain forms (malloc's rule); otherwise the alignment asked for.
 void *new_nothrow(std::size_t size, std::size_t align) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   void *p = align == 0 ? malloc_counted(size) : aligned_counted(align, size);
   return p != nullptr ? p : new_retry(size, align, true);
 }
@@ -120,6 +127,7 @@ void *new_nothrow(std::size_t size, std::size_t align) noexcept {
 // --- the malloc family -------------------------------------------------------------------
 
 RAMALLOC_EXPORT void *malloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return malloc_counted(size);
 }
 RAMALLOC_EXPORT void free(void *p) noexcept {
@@ -142,6 +150,7 @@ RAMALLOC_EXPORT void *calloc(std::size_t count, std::size_t size) noexcept {
 }
 
 RAMALLOC_EXPORT void *realloc(void *p, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p != nullptr && RAMALLOC_UNLIKELY(is_foreign_glibc(p)))
     return __libc_realloc(p, size);
   return ram_realloc(p, size);
@@ -157,10 +166,12 @@ RAMALLOC_EXPORT void *reallocarray(void *p, std::size_t count, std::size_t size)
 }
 
 RAMALLOC_EXPORT void *aligned_alloc(std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return aligned_counted(align, size);
 }
 
 RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (!is_pow2(align) || align % sizeof(void *) != 0)
     return EINVAL; // *out untouched
   const int saved = errno;
@@ -175,14 +186,17 @@ RAMALLOC_EXPORT int posix_memalign(void **out, std::size_t align, std::size_t si
 }
 
 RAMALLOC_EXPORT void *memalign(std::size_t align, std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return memalign_impl(align, size);
 }
 
 RAMALLOC_EXPORT void *valloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   return aligned_counted(os_page_size, size);
 }
 
 RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (size > SIZE_MAX - os_page_size) {
     errno = ENOMEM;
     return nullptr;
@@ -191,6 +205,7 @@ RAMALLOC_EXPORT void *pvalloc(std::size_t size) noexcept {
 }
 
 RAMALLOC_EXPORT std::size_t malloc_usable_size(void *p) noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   if (p == nullptr)
     return 0;
   if (region_of(p) == nullptr)
@@ -208,6 +223,7 @@ RAMALLOC_EXPORT int malloc_trim(std::size_t) noexcept {
 }
 
 RAMALLOC_EXPORT struct mallinfo2 mallinfo2() noexcept {
+  annotate_scope in_allocator; // tools: common/annotate.hpp
   ram_stats s{};
   ram_get_stats(&s);
   struct mallinfo2 m {};

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <sys/mman.h>
 
+#include "common/annotate.hpp"
 #include "common/defs.hpp"
 
 #ifndef MADV_POPULATE_WRITE
@@ -32,6 +33,7 @@ void *os_pages::reserve_aligned(std::size_t size, std::size_t align) noexcept {
   if (end > aligned + size)
     ::munmap(reinterpret_cast<void *>(aligned + size), end - aligned - size);
   errno = saved;
+  annotate_reserved(reinterpret_cast<void *>(aligned), size); // the program's only as blocks
   return reinterpret_cast<void *>(aligned);
 }
 
@@ -48,7 +50,8 @@ bool os_pages::purge(void *p, std::size_t size) noexcept {
   return ok;
 }
 
-void os_pages::prefault(void *p, std::size_t size) noexcept {
+// Not checked by ASan: the range is free memory, which may be poisoned.
+RAMALLOC_NO_SANITIZE_ADDRESS void os_pages::prefault(void *p, std::size_t size) noexcept {
   const int saved = errno;
   if (::madvise(p, size, MADV_POPULATE_WRITE) != 0) {
     // Older kernels: touch one byte per OS page (the range is fresh or purged, so
