@@ -18,8 +18,10 @@ std::atomic<std::uint64_t> *live_bits_of(const region *r, const page *pg) noexce
 }
 
 /// The first pattern byte of [from, min(block, checked_fill_bytes)) that changed, or
-/// SIZE_MAX.
+/// SIZE_MAX. Word-wise; the byte is looked for only when a word differs.
 std::size_t pattern_damage(const std::byte *b, std::size_t from, std::uint32_t bs) noexcept {
+  if (RAMALLOC_LIKELY(pattern_intact(b, from, bs)))
+    return SIZE_MAX;
   const std::size_t n = bs < checked_fill_bytes ? bs : checked_fill_bytes;
   for (std::size_t i = from; i < n; ++i)
     if (static_cast<unsigned char>(b[i]) != checked_fill)
@@ -147,6 +149,7 @@ bool checked_format(region *r, page *pg, std::uint32_t capacity) noexcept {
     // Only the region's owner formats its pages: no other writer.
     r->live_bits.store(t, std::memory_order_release);
   }
+  pg->checked_key.store(make_link_key(pg), std::memory_order_relaxed);
   std::atomic<std::uint64_t> *w = t + std::size_t{r->index_of(pg)} * live_words_per_slice;
   for (std::uint32_t i = 0; i < (capacity + 63) / 64; ++i) // at most 256 words
     w[i].store(0, std::memory_order_relaxed);
@@ -193,15 +196,35 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
 bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, std::size_t align,
                   free_result *out) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
-  region *r = region_of(p);
-  if (r == nullptr)
-    return false;
-  if (r->kind == region_kind::huge) {
-    *out = huge_free_checked(r, p, sized, size, align);
-    return true;
+  region *r;
+  page *pg;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t entry = (a >> region_shift) < granule_count
+                                   ? page_map[a >> region_shift].load(std::memory_order_acquire)
+                                   : 0;
+  if (RAMALLOC_LIKELY((entry & os_region_tag) != 0)) {
+    // A standard OS region: the page-map walk of heap_free (the fixed header layout),
+    // not region_of's and span_of's general one.
+    r = reinterpret_cast<region *>(entry & ~os_region_tag);
+    const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
+    const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
+    pg = os_region_pages(r) + h;
+    if (pg->state.load(std::memory_order_relaxed) != page_state::in_use ||
+        s - h >= pg->slices.load(std::memory_order_relaxed))
+      return false;
+  } else {
+    r = region_of(p);
+    if (r == nullptr)
+      return false;
+    if (r->kind == region_kind::huge) {
+      *out = huge_free_checked(r, p, sized, size, align);
+      return true;
+    }
+    pg = span_of(r, p);
+    if (pg == nullptr)
+      return false;
   }
-  page *pg = span_of(r, p);
-  if (pg == nullptr || !pg->checked.load(std::memory_order_relaxed))
+  if (!pg->checked.load(std::memory_order_relaxed))
     return false;
   std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
   if (bits == nullptr)
