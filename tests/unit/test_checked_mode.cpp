@@ -435,6 +435,37 @@ TEST(CheckedMode, RacingDoubleFreesFreeTheBlockExactlyOnce) {
   EXPECT_EQ(blocks_heap.get_stats().live_blocks, 0u);
 }
 
+TEST(CheckedMode, APageEmptiedByRemoteFreesIsAllocatedFromAgain) {
+  // A producer/consumer shape: every block is freed by another thread. The pages that
+  // fill up and then empty through remote frees must serve the next allocations (their
+  // live bits say every block is free), not wait purge_delay while fresh pages are
+  // formatted: memory stays at the live data's size.
+  ModeZone m(true);
+  ramalloc::options o = ramalloc::get_options();
+  o.purge_delay_ms = 3600 * 1000; // nothing is retired by time during the test
+  ASSERT_TRUE(ramalloc::set_options(o));
+  ramalloc::heap own;            // only these blocks (with the override, the harness uses the zone)
+  constexpr int per_round = 500; // about 8 pages of 1 KiB blocks
+  std::uint64_t committed_after_first = 0;
+  std::vector<void *> v;
+  v.reserve(per_round);
+  for (int round = 0; round < 20; ++round) {
+    v.clear();
+    for (int i = 0; i < per_round; ++i)
+      v.push_back(own.acquire(1024));
+    std::thread([&v] {
+      for (void *p : v)
+        ramalloc::discard(p);
+    }).join();
+    own.reclaim(1000); // takes the remote frees
+    if (round == 0)
+      committed_after_first = own.get_stats().committed_bytes;
+  }
+  EXPECT_EQ(own.get_stats().committed_bytes, committed_after_first);
+  EXPECT_EQ(own.get_stats().live_blocks, 0u);
+  expect_no_report(m.errors());
+}
+
 // --- write after free ---------------------------------------------------------------------
 
 TEST(CheckedMode, AWriteIntoAFreedBlockIsReportedWhenItLeavesTheQuarantine) {

@@ -44,6 +44,8 @@ void release_to_page(heap_state *owner, page *pg, std::byte *p) noexcept {
   if (--pg->used == 0) {
     if (!pg->in_idle)
       page_emptied(owner, pg);
+    else if (!pg->in_avail) // still on the idle list from an earlier emptying
+      heap_unfull(owner, pg);
   } else if (!pg->in_avail) {
     heap_unfull(owner, pg);
   }
