@@ -466,6 +466,58 @@ TEST(CheckedMode, APageEmptiedByRemoteFreesIsAllocatedFromAgain) {
   expect_no_report(m.errors());
 }
 
+TEST(CheckedMode, AnOwnersFreeRacingARemoteFreeOfTheSameBlockFreesItExactlyOnce) {
+  // The owner hands blocks out without an atomic read-modify-write and frees them
+  // locally (into its quarantine) while another thread frees the same blocks remotely:
+  // for each block exactly one of the two frees wins, and no block is ever listed twice.
+  ModeZone m(true);
+  constexpr int rounds = 300;
+  std::vector<void *> blocks(rounds);
+  std::atomic<int> go{0};
+  std::size_t handed_twice = 0;
+  std::uint64_t live_after = 1;
+  std::thread owner([&] {
+    ramalloc::heap own;
+    {
+      ramalloc::heap_scope scope(own);
+      for (int i = 0; i < rounds; ++i)
+        blocks[i] = ramalloc::acquire(16 + (i % 4) * 48);
+      go.fetch_add(1);
+      while (go.load() < 2) {
+      }
+      for (void *p : blocks)
+        ramalloc::discard(p);
+      while (go.load() < 3) { // the other thread is done
+      }
+      ramalloc::flush(); // quarantine, remote frees
+      std::set<void *> seen;
+      std::vector<void *> again;
+      for (int i = 0; i < 4 * rounds; ++i) {
+        void *p = ramalloc::acquire(16 + (i % 4) * 48);
+        handed_twice += !seen.insert(p).second;
+        again.push_back(p);
+      }
+      for (void *p : again)
+        ramalloc::discard(p);
+      ramalloc::flush();
+    }
+    live_after = own.get_stats().live_blocks;
+  });
+  while (go.load() < 1) {
+  }
+  go.fetch_add(1);
+  for (void *p : blocks)
+    ramalloc::discard(p);
+  go.fetch_add(1);
+  owner.join();
+  EXPECT_EQ(m.errors().count(), static_cast<std::size_t>(rounds));
+  for (const auto &r : m.errors().reports())
+    EXPECT_EQ(r.error, RAM_ERROR_DOUBLE_FREE) << r.message;
+  m.errors().clear();
+  EXPECT_EQ(handed_twice, 0u);
+  EXPECT_EQ(live_after, 0u);
+}
+
 // --- write after free ---------------------------------------------------------------------
 
 TEST(CheckedMode, AWriteIntoAFreedBlockIsReportedWhenItLeavesTheQuarantine) {

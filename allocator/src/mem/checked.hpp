@@ -8,9 +8,10 @@
 // whether checked mode exists or not.
 //
 // What a checked page adds, each O(1):
-//  - a live bit per block (region side table): a free clears it with one fetch_and and
-//    learns whether the block was live — every double free, of every class, local or
-//    remote, however delayed, is caught exactly (two racing frees: one wins);
+//  - a live bit per block (region side table, the XOR of an allocated bit the owner flips
+//    with a plain store and a freed bit each free flips with one CAS): a free learns
+//    whether the block was live — every double free, of every class, local or remote,
+//    however delayed, is caught exactly (two racing frees: one wins);
 //  - free-list links encoded with a per-page key and validated when popped, so a write
 //    after free cannot make the allocator hand out an arbitrary address;
 //  - the first `checked_fill_bytes` of a freed block filled with a pattern, verified when
@@ -27,7 +28,8 @@ namespace ramalloc::detail {
 inline constexpr std::size_t checked_fill_bytes = 128;
 inline constexpr unsigned char checked_fill = 0xDF;
 inline constexpr std::size_t quarantine_max_bytes = std::size_t{1} << 20;
-/// Live-bit words per slice: 2 KiB, one bit per block of the smallest (4-byte) class.
+/// Words per slice of each live-bit table (allocated, freed): 2 KiB, one bit per block of
+/// the smallest (4-byte) class.
 inline constexpr std::size_t live_words_per_slice = slice_size / 4 / 64;
 
 inline bool checked_mode() noexcept {
