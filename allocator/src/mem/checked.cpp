@@ -11,15 +11,68 @@ namespace {
 
 constexpr std::uint64_t claim_ptr_mask = (std::uint64_t{1} << 48) - 1;
 
-/// The live-bit words of the page headed by `pg`, or nullptr (no table yet).
-std::atomic<std::uint64_t> *live_bits_of(const region *r, const page *pg) noexcept {
+/// A block's live bit is the XOR of two bits: its *allocated* bit, flipped by the owner
+/// each time the block is handed out, and its *freed* bit, flipped by each free that
+/// finds the block live. The owner is the only writer of the allocated bits, so handing
+/// a block out takes a plain load and store (no atomic read-modify-write); every free,
+/// local or remote, decides with one compare-and-swap on the freed word, so of two frees
+/// of one block (racing or not, owner or not) exactly one sees it live. (One table with
+/// both writers would need a read-modify-write on each side: a plain store by the owner
+/// could undo a remote free's clear of another bit in the same word.)
+struct live_bits {
+  // Word pairs: allocated word i at [2i] (owner-written), freed word i at [2i + 1] (CAS by
+  // any free), so a free reads both from one cache line.
+  std::atomic<std::uint64_t> *words = nullptr;
+
+  explicit operator bool() const noexcept { return words != nullptr; }
+  std::atomic<std::uint64_t> &allocated(std::uint32_t idx) const noexcept {
+    return words[idx / 64 * 2];
+  }
+  std::atomic<std::uint64_t> &freed(std::uint32_t idx) const noexcept {
+    return words[idx / 64 * 2 + 1];
+  }
+
+  bool is_live(std::uint32_t idx, std::memory_order o) const noexcept {
+    const std::uint64_t a = allocated(idx).load(o), f = freed(idx).load(o);
+    return ((a ^ f) >> (idx % 64) & 1) != 0;
+  }
+  /// The owner hands free block `idx` out.
+  void set_live(std::uint32_t idx) const noexcept {
+    std::atomic<std::uint64_t> &w = allocated(idx);
+    w.store(w.load(std::memory_order_relaxed) ^ (std::uint64_t{1} << (idx % 64)),
+            std::memory_order_release);
+  }
+  /// A free of block `idx`: true if it was live (it is free now), false if it was free.
+  /// The allocated bit of a live block does not change until it is freed, so it is read
+  /// once (a stale free racing the block's next allocation may see either state).
+  bool clear_live(std::uint32_t idx) const noexcept {
+    const std::uint64_t mask = std::uint64_t{1} << (idx % 64);
+    const std::uint64_t a = allocated(idx).load(std::memory_order_acquire) & mask;
+    std::atomic<std::uint64_t> &w = freed(idx);
+    std::uint64_t f = w.load(std::memory_order_relaxed);
+    do {
+      if ((f & mask) == a)
+        return false;
+    } while (!w.compare_exchange_weak(f, f ^ mask, std::memory_order_acq_rel,
+                                      std::memory_order_relaxed));
+    return true;
+  }
+};
+
+/// The live bits of the page headed by `pg` (empty: no table yet): 2 * live_words_per_slice
+/// words per slice.
+live_bits live_bits_of(const region *r, const page *pg) noexcept {
   std::atomic<std::uint64_t> *t = r->live_bits.load(std::memory_order_acquire);
-  return t == nullptr ? nullptr : t + std::size_t{r->index_of(pg)} * live_words_per_slice;
+  if (t == nullptr)
+    return {};
+  return {t + std::size_t{r->index_of(pg)} * 2 * live_words_per_slice};
 }
 
 /// The first pattern byte of [from, min(block, checked_fill_bytes)) that changed, or
-/// SIZE_MAX.
+/// SIZE_MAX. Word-wise; the byte is looked for only when a word differs.
 std::size_t pattern_damage(const std::byte *b, std::size_t from, std::uint32_t bs) noexcept {
+  if (RAMALLOC_LIKELY(pattern_intact(b, from, bs)))
+    return SIZE_MAX;
   const std::size_t n = bs < checked_fill_bytes ? bs : checked_fill_bytes;
   for (std::size_t i = from; i < n; ++i)
     if (static_cast<unsigned char>(b[i]) != checked_fill)
@@ -51,6 +104,8 @@ void release_to_page(heap_state *owner, page *pg, std::byte *p) noexcept {
   if (--pg->used == 0) {
     if (!pg->in_idle)
       page_emptied(owner, pg);
+    else if (!pg->in_avail) // still on the idle list from an earlier emptying
+      heap_unfull(owner, pg);
   } else if (!pg->in_avail) {
     heap_unfull(owner, pg);
   }
@@ -152,8 +207,8 @@ bool checked_format(region *r, page *pg, std::uint32_t capacity) noexcept {
   std::atomic<std::uint64_t> *t = r->live_bits.load(std::memory_order_acquire);
   if (t == nullptr) {
     // Sized for a whole region whatever its use (a static region's header is recycled
-    // for buffers of other sizes): 32 MiB of address space, resident only where used.
-    const std::size_t bytes = slices_per_region * live_words_per_slice * sizeof(std::uint64_t);
+    // for buffers of other sizes): 64 MiB of address space, resident only where used.
+    const std::size_t bytes = slices_per_region * 2 * live_words_per_slice * sizeof(std::uint64_t);
     void *m = os_pages::reserve_aligned(bytes, os_page_size);
     if (m == nullptr)
       return false;
@@ -161,29 +216,32 @@ bool checked_format(region *r, page *pg, std::uint32_t capacity) noexcept {
     // Only the region's owner formats its pages: no other writer.
     r->live_bits.store(t, std::memory_order_release);
   }
-  std::atomic<std::uint64_t> *w = t + std::size_t{r->index_of(pg)} * live_words_per_slice;
-  for (std::uint32_t i = 0; i < (capacity + 63) / 64; ++i) // at most 256 words
-    w[i].store(0, std::memory_order_relaxed);
+  pg->checked_key.store(make_link_key(pg), std::memory_order_relaxed);
+  // Every block free: each freed word equal to its allocated word. (A page is formatted
+  // empty, so they are equal already unless release_all freed its blocks wholesale.)
+  const live_bits bits = live_bits_of(r, pg);
+  for (std::uint32_t i = 0; i < capacity; i += 64) // at most 256 pairs
+    bits.freed(i).store(bits.allocated(i).load(std::memory_order_relaxed),
+                        std::memory_order_relaxed);
   return true;
 }
 
 void checked_set_live(page *pg, std::uint32_t idx) noexcept {
-  live_bits_of(pg->home, pg)[idx / 64].fetch_or(std::uint64_t{1} << (idx % 64),
-                                                std::memory_order_acq_rel);
+  live_bits_of(pg->home, pg).set_live(idx);
 }
 
 void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t off = pg->free_head;
   std::byte *b = pg->start + off;
-  std::atomic<std::uint64_t> *bits = live_bits_of(pg->home, pg);
+  const live_bits bits = live_bits_of(pg->home, pg);
   const std::uint32_t next = load_link(pg, b);
   // A valid link names a block that was handed out before (below the bump index), at a
   // block start, whose live bit is clear: anything else was written by the program.
   bool link_ok = next == nil_offset;
   if (!link_ok && next < page_bump(pg) * bs && pg->block_index(next) * bs == next) {
     const std::uint32_t n = pg->block_index(next);
-    link_ok = (bits[n / 64].load(std::memory_order_relaxed) & (std::uint64_t{1} << (n % 64))) == 0;
+    link_ok = !bits.is_live(n, std::memory_order_relaxed);
   }
   if (RAMALLOC_UNLIKELY(!link_ok)) {
     report_page_block(RAM_ERROR_WRITE_AFTER_FREE, b,
@@ -198,7 +256,7 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   if (RAMALLOC_UNLIKELY(at != SIZE_MAX))
     report_damage(b, at, pg, "when it was handed out again");
   const std::uint32_t idx = pg->block_index(off);
-  bits[idx / 64].fetch_or(std::uint64_t{1} << (idx % 64), std::memory_order_acq_rel);
+  bits.set_live(idx);
   ++pg->used;
   h->class_live[cls].add(1);
   return b;
@@ -207,18 +265,38 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
 bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, std::size_t align,
                   free_result *out) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
-  region *r = region_of(p);
-  if (r == nullptr)
-    return false;
-  if (r->kind == region_kind::huge) {
-    *out = huge_free_checked(r, p, sized, size, align);
-    return true;
+  region *r;
+  page *pg;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t entry = (a >> region_shift) < granule_count
+                                   ? page_map[a >> region_shift].load(std::memory_order_acquire)
+                                   : 0;
+  if (RAMALLOC_LIKELY((entry & os_region_tag) != 0)) {
+    // A standard OS region: the page-map walk of heap_free (the fixed header layout),
+    // not region_of's and span_of's general one.
+    r = reinterpret_cast<region *>(entry & ~os_region_tag);
+    const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
+    const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
+    pg = os_region_pages(r) + h;
+    if (pg->state.load(std::memory_order_relaxed) != page_state::in_use ||
+        s - h >= pg->slices.load(std::memory_order_relaxed))
+      return false;
+  } else {
+    r = region_of(p);
+    if (r == nullptr)
+      return false;
+    if (r->kind == region_kind::huge) {
+      *out = huge_free_checked(r, p, sized, size, align);
+      return true;
+    }
+    pg = span_of(r, p);
+    if (pg == nullptr)
+      return false;
   }
-  page *pg = span_of(r, p);
-  if (pg == nullptr || !pg->checked.load(std::memory_order_relaxed))
+  if (!pg->checked.load(std::memory_order_relaxed))
     return false;
-  std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
-  if (bits == nullptr)
+  const live_bits bits = live_bits_of(r, pg);
+  if (!bits)
     return false;
   const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
@@ -232,9 +310,8 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, 
     *out = free_result::not_live; // never handed out
     return true;
   }
-  const std::uint64_t mask = std::uint64_t{1} << (idx % 64);
-  // One RMW decides: of two frees of one block (racing or not), exactly one sees it live.
-  if ((bits[idx / 64].fetch_and(~mask, std::memory_order_acq_rel) & mask) == 0) {
+  // One CAS decides: of two frees of one block (racing or not), exactly one sees it live.
+  if (!bits.clear_live(idx)) {
     *out = free_result::double_free;
     return true;
   }
@@ -282,9 +359,8 @@ bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexc
     return false;
   *why = free_result::double_free;
   if (pg->checked.load(std::memory_order_relaxed)) {
-    std::atomic<std::uint64_t> *bits = live_bits_of(r, pg);
-    return bits != nullptr &&
-           (bits[idx / 64].load(std::memory_order_acquire) & (std::uint64_t{1} << (idx % 64))) != 0;
+    const live_bits bits = live_bits_of(r, pg);
+    return bits && bits.is_live(idx, std::memory_order_acquire);
   }
   if (bs == 4)
     return true; // no canary: cannot tell

@@ -8,9 +8,10 @@
 // whether checked mode exists or not.
 //
 // What a checked page adds, each O(1):
-//  - a live bit per block (region side table): a free clears it with one fetch_and and
-//    learns whether the block was live — every double free, of every class, local or
-//    remote, however delayed, is caught exactly (two racing frees: one wins);
+//  - a live bit per block (region side table, the XOR of an allocated bit the owner flips
+//    with a plain store and a freed bit each free flips with one CAS): a free learns
+//    whether the block was live — every double free, of every class, local or remote,
+//    however delayed, is caught exactly (two racing frees: one wins);
 //  - free-list links encoded with a per-page key and validated when popped, so a write
 //    after free cannot make the allocator hand out an arbitrary address;
 //  - the first `checked_fill_bytes` of a freed block filled with a pattern, verified when
@@ -27,19 +28,24 @@ namespace ramalloc::detail {
 inline constexpr std::size_t checked_fill_bytes = 128;
 inline constexpr unsigned char checked_fill = 0xDF;
 inline constexpr std::size_t quarantine_max_bytes = std::size_t{1} << 20;
-/// Live-bit words per slice: 2 KiB, one bit per block of the smallest (4-byte) class.
+/// Words per slice of each live-bit table (allocated, freed): 2 KiB, one bit per block of
+/// the smallest (4-byte) class.
 inline constexpr std::size_t live_words_per_slice = slice_size / 4 / 64;
 
 inline bool checked_mode() noexcept {
   return g_options.checked.load(std::memory_order_relaxed);
 }
 
-/// The per-page key free-list links of a checked page are encoded with.
-inline std::uint32_t link_key(const page *pg) noexcept {
+/// The per-page key free-list links of a checked page are encoded with: keyed by the
+/// page's address and the process's random key. Computed when the page is formatted.
+inline std::uint32_t make_link_key(const page *pg) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(pg->start);
   const std::uint64_t x =
       (a ^ g_canary_key.load(std::memory_order_relaxed)) * 0x9E3779B97F4A7C15ull;
   return static_cast<std::uint32_t>(x >> 32);
+}
+inline std::uint32_t link_key(const page *pg) noexcept {
+  return pg->checked_key.load(std::memory_order_relaxed);
 }
 
 /// Reads / writes the free link held by block `b` of page `pg` (encoded on checked pages).
@@ -61,14 +67,82 @@ inline void store_link(const page *pg, std::byte *b, std::uint32_t link) noexcep
   annotate_touch_end(b, 8, bs);
 }
 
-/// Fills the pattern bytes [from, min(block, checked_fill_bytes)) of a free block.
-inline void fill_freed(std::byte *b, std::size_t from, std::uint32_t block_size) noexcept {
-  const std::size_t n = block_size < checked_fill_bytes ? block_size : checked_fill_bytes;
-  if (n > from) {
-    annotate_touch_begin(b, n, block_size);
-    __builtin_memset(b + from, checked_fill, n - from);
-    annotate_touch_end(b, n, block_size);
+/// The pattern as one word (`checked_fill` in every byte), and as a 16-byte vector.
+inline constexpr std::uint64_t checked_fill_word = 0x0101010101010101ull * checked_fill;
+using fill_vector = std::uint64_t __attribute__((vector_size(16)));
+inline constexpr fill_vector checked_fill_vector = {checked_fill_word, checked_fill_word};
+
+/// fill_freed's stores, without the tools' brackets.
+inline void fill_freed_bytes(std::byte *b, std::size_t from, std::uint32_t block_size) noexcept {
+  const auto half = static_cast<std::uint32_t>(checked_fill_word);
+  if (block_size < 16) { // 4 or 8 bytes: word 0 is the link (from 4) or the pattern
+    if (from == 0)
+      __builtin_memcpy(b, &half, sizeof half);
+    if (block_size == 8)
+      __builtin_memcpy(b + 4, &half, sizeof half);
+    return;
   }
+  // Bytes 0..3 are written either way (with the pattern), then the link is put back.
+  std::uint32_t link;
+  __builtin_memcpy(&link, b, sizeof link);
+  if (block_size >= checked_fill_bytes) {
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < checked_fill_bytes; i += 16)
+      __builtin_memcpy(b + i, &checked_fill_vector, sizeof checked_fill_vector);
+  } else {
+    for (std::size_t i = 0; i < block_size; i += 16)
+      __builtin_memcpy(b + i, &checked_fill_vector, sizeof checked_fill_vector);
+  }
+  if (from != 0)
+    __builtin_memcpy(b, &link, sizeof link);
+}
+
+/// Fills the pattern bytes [from, min(block, checked_fill_bytes)) of a free block; `from`
+/// is 0, or 4 to keep a free link. 16-byte stores: every block size from 16 bytes on is a
+/// multiple of 16 (blocks of 128 bytes or more: a fixed 8 stores); the 4- and 8-byte
+/// classes take one 4-byte store.
+inline void fill_freed(std::byte *b, std::size_t from, std::uint32_t block_size) noexcept {
+  // Tools: the block is free (common/annotate.hpp), so the writes are bracketed.
+  const std::size_t n = block_size < checked_fill_bytes ? block_size : checked_fill_bytes;
+  annotate_touch_begin(b, n, block_size);
+  fill_freed_bytes(b, from, block_size);
+  annotate_touch_end(b, n, block_size);
+}
+
+/// Whether the pattern bytes [from, min(block, checked_fill_bytes)) of a free block are
+/// intact (`from` 0 or 4): one 16-byte compare per 16 bytes, at most 8.
+inline bool pattern_intact(const std::byte *b, std::size_t from,
+                           std::uint32_t block_size) noexcept {
+  const auto half = static_cast<std::uint32_t>(checked_fill_word);
+  std::uint32_t w;
+  if (block_size < 16) {
+    __builtin_memcpy(&w, b, sizeof w);
+    bool ok = from != 0 || w == half;
+    if (block_size == 8) {
+      __builtin_memcpy(&w, b + 4, sizeof w);
+      ok = ok && w == half;
+    }
+    return ok;
+  }
+  fill_vector v;
+  __builtin_memcpy(&v, b, sizeof v);
+  // Word 0's low four bytes (little-endian) hold the link when `from` is 4.
+  const fill_vector first_mask = {from == 0 ? ~std::uint64_t{0} : ~std::uint64_t{0xFFFFFFFF},
+                                  ~std::uint64_t{0}};
+  fill_vector diff = (v ^ checked_fill_vector) & first_mask;
+  if (block_size >= checked_fill_bytes) {
+#pragma GCC unroll 8
+    for (std::size_t i = 16; i < checked_fill_bytes; i += 16) {
+      __builtin_memcpy(&v, b + i, sizeof v);
+      diff |= v ^ checked_fill_vector;
+    }
+  } else {
+    for (std::size_t i = 16; i < block_size; i += 16) {
+      __builtin_memcpy(&v, b + i, sizeof v);
+      diff |= v ^ checked_fill_vector;
+    }
+  }
+  return (diff[0] | diff[1]) == 0;
 }
 
 /// Makes page `pg` of region `r`, being formatted, a checked page: its live bits are

@@ -81,6 +81,8 @@ struct alignas(64) page {
   // is here. Read by checked frees from any thread: relaxed atomics.
   std::atomic<std::uint32_t> checked_bump{0};
   std::atomic<bool> checked{false};
+  // The key its free-list links are encoded with (link_key), computed once per format.
+  std::atomic<std::uint32_t> checked_key{0};
 
   /// Index of the block containing byte `offset` (offset < capacity * block_size).
   std::uint32_t block_index(std::size_t offset) const noexcept {

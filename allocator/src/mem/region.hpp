@@ -41,9 +41,10 @@ struct region {
   // so a stale free that read the descriptor of an earlier block can never claim (and
   // unmap) the block the recycled descriptor describes now.
   std::atomic<std::uint64_t> huge_claim{0};
-  // Checked mode: per slice, 2 KiB of live bits (one per block of a checked page headed
-  // at that slice), reserved when the region's first checked page is formatted (address
-  // space only), never released. Read by checked frees from any thread.
+  // Checked mode: per slice, 4 KiB of live bits (an allocated and a freed bit per block
+  // of a checked page headed at that slice), reserved when the region's first checked
+  // page is formatted (address space only), never released. Read by checked frees from
+  // any thread.
   std::atomic<std::atomic<std::uint64_t> *> live_bits{nullptr};
   std::atomic<region *> free_next{nullptr};         // descriptor pool link (huge.cpp)
   list_links<region> links;                         // owner heap's region list

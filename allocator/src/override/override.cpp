@@ -25,6 +25,16 @@ namespace {
 __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool sized = false,
                                                    std::size_t size = 0,
                                                    std::size_t align = 0) noexcept {
+  if (r == free_result::not_live) {
+    // Every free into a checked page comes here (its `bump` stays 0): complete it at
+    // once rather than through free_unusual, one call less per checked free.
+    free_result c;
+    if (checked_free(t_current, p, sized, size, align, &c)) {
+      if (c != free_result::freed)
+        report_bad_free(p, c);
+      return;
+    }
+  }
   if (r == free_result::other) {
     r = heap_free_other(t_current, p);
     if (r == free_result::freed)
