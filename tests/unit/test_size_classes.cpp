@@ -42,6 +42,8 @@ void fill_and_verify_neighbours(std::size_t size, std::size_t align, const alloc
     ASSERT_TRUE(info.has_value());
     ASSERT_TRUE(info->is_start);
     ASSERT_GE(info->usable_size, size);
+    // usable_size: the program may use every usable byte now (tools are told so)
+    ASSERT_EQ(ram_usable_size(p), info->usable_size);
     fill_pattern(p, info->usable_size, i);
     blocks.push_back({p, info->usable_size});
   }
@@ -131,6 +133,8 @@ TEST(SizeClasses, AlignedAcquireHonoursEveryPowerOfTwoUpToOneMiB) {
       ASSERT_TRUE(info.has_value());
       EXPECT_TRUE(info->is_start) << "an aligned block must start where it is returned";
       EXPECT_GE(info->usable_size, size);
+      // usable_size: the program may use every usable byte now (tools are told so)
+      ASSERT_EQ(ram_usable_size(p), info->usable_size);
       fill_pattern(p, info->usable_size, size ^ align);
       EXPECT_EQ(first_pattern_mismatch(p, info->usable_size, size ^ align), info->usable_size);
       ramalloc::discard(p);

@@ -125,6 +125,8 @@ std::size_t allocate_until_exhausted(ramalloc::heap &h, const guarded_buffer &bu
       EXPECT_EQ(addr(p) % r.align, 0u);
     }
     const std::uint64_t tag = blocks.size();
+    // usable_size: the program may use every usable byte now (tools are told so)
+    EXPECT_EQ(ram_usable_size(p), info->usable_size);
     fill_pattern(p, info->usable_size, tag);
     blocks.push_back({p, info->usable_size, tag});
     bytes += info->usable_size;

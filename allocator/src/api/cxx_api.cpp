@@ -64,13 +64,12 @@ void flush() noexcept {
 }
 
 std::optional<block_info> query(const void *p) noexcept {
+  // Tells the tools nothing: query is safe for any pointer from any thread, racing the
+  // block's free (the tools' state of a block being freed elsewhere must not be read or
+  // changed here). ram_usable_size / malloc_usable_size, whose caller owns a live block,
+  // make its usable bytes accessible to the tools.
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  std::optional<block_info> info = query_block(p);
-  // "usable_size bytes usable from start": the program may use them all, so tools are
-  // told (a block of a tool build is otherwise accessible for its requested size only).
-  if (annotations_enabled && info)
-    annotate_usable(info->start, info->usable_size);
-  return info;
+  return query_block(p);
 }
 
 std::optional<block_info> detail::query_block(const void *p) noexcept {
