@@ -9,15 +9,25 @@
 
 using namespace ramalloc_test;
 
-TEST(TinyObjects, TenMillionLiveFourByteObjectsCostAtMostFourPointOneBytesEach) {
+namespace {
+
+/// Why this process cannot measure the allocator's resident memory, or nullptr.
+const char *why_resident_memory_cannot_be_measured() {
   if (under_sanitizer())
-    GTEST_SKIP() << "resident memory under a sanitizer measures its shadow memory";
+    return "resident memory under a sanitizer measures its shadow memory";
 #if !RAMALLOC_TEST_WITH_OVERRIDE
   if (ramalloc::get_stats().reserved_bytes != 0)
-    GTEST_SKIP() << "needs a fresh process (the allocator has been used already and would "
-                    "reuse memory that is resident): run it through ctest or alone with "
-                    "--gtest_filter";
+    return "needs a fresh process (the allocator has been used already and would reuse "
+           "memory that is resident): run it through ctest or alone with --gtest_filter";
 #endif
+  return nullptr;
+}
+
+} // namespace
+
+TEST(TinyObjects, TenMillionLiveFourByteObjectsCostAtMostFourPointOneBytesEach) {
+  if (const char *why = why_resident_memory_cannot_be_measured())
+    GTEST_SKIP() << why;
 
   constexpr std::size_t n = 10'000'000;
   constexpr std::size_t limit_bytes = 41'000'000; // 4.1 bytes per object
@@ -68,14 +78,8 @@ TEST(TinyObjects, TenMillionLiveFourByteObjectsCostAtMostFourPointOneBytesEach) 
 TEST(TinyObjects, FourMillionLiveMallocsOfAtMostEightBytesCostAtMostEightPointOneBytesEach) {
   // malloc(1..8) needs only 8-byte alignment (C: enough for any object of that size), so
   // it takes the 8-byte class: what mimalloc, jemalloc and tcmalloc spend (docs/api.md).
-  if (under_sanitizer())
-    GTEST_SKIP() << "resident memory under a sanitizer measures its shadow memory";
-#if !RAMALLOC_TEST_WITH_OVERRIDE
-  if (ramalloc::get_stats().reserved_bytes != 0)
-    GTEST_SKIP() << "needs a fresh process (the allocator has been used already and would "
-                    "reuse memory that is resident): run it through ctest or alone with "
-                    "--gtest_filter";
-#endif
+  if (const char *why = why_resident_memory_cannot_be_measured())
+    GTEST_SKIP() << why;
 
   constexpr std::size_t n = 4'000'000;
   constexpr std::size_t limit_bytes = 32'400'000; // 8.1 bytes per object
