@@ -9,6 +9,8 @@
 #include <ramalloc/ramalloc.h>
 #include <ramalloc/ramalloc.hpp>
 
+#include "fuzz_support.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,15 +27,7 @@ void count_report(ram_error, const void *, const char *, void *) {
   ++g_reports;
 }
 
-[[noreturn]] void fail(const char *what) {
-  std::fprintf(stderr, "fuzz_bad_pointers: invariant violated: %s\n", what);
-  std::abort();
-}
-#define REQUIRE(c)                                                                                \
-  do {                                                                                            \
-    if (!(c))                                                                                     \
-      fail(#c);                                                                                   \
-  } while (0)
+#define REQUIRE(c) FUZZ_REQUIRE("fuzz_bad_pointers", c)
 
 struct reader {
   const std::uint8_t *data;

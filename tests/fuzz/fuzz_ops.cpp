@@ -11,6 +11,8 @@
 #include <ramalloc/ramalloc.h>
 #include <ramalloc/ramalloc.hpp>
 
+#include "fuzz_support.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -48,15 +50,7 @@ struct reader {
   }
 };
 
-[[noreturn]] void fail(const char *what) {
-  std::fprintf(stderr, "fuzz_ops: invariant violated: %s\n", what);
-  std::abort();
-}
-#define REQUIRE(c)                                                                                \
-  do {                                                                                            \
-    if (!(c))                                                                                     \
-      fail(#c);                                                                                   \
-  } while (0)
+#define REQUIRE(c) FUZZ_REQUIRE("fuzz_ops", c)
 
 /// The bytes a block's contents are checked at: all of a small block; the first and last
 /// 512 bytes and one byte per 4 KiB of a big one (a whole-block pattern on megabytes

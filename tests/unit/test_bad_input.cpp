@@ -68,30 +68,6 @@ struct witness {
   std::vector<std::size_t> sizes;
 };
 
-/// Allocates `n` blocks of `size` through ram_malloc and checks that none of them is
-/// live twice (distinct, non-overlapping) — what a corrupted free list would break.
-void expect_distinct_blocks(std::size_t size, std::size_t n, const void *still_live = nullptr,
-                            std::size_t still_live_size = 0) {
-  std::vector<void *> blocks;
-  std::set<std::uintptr_t> starts;
-  for (std::size_t i = 0; i < n; ++i) {
-    void *p = ram_malloc(size);
-    ASSERT_NE(p, nullptr);
-    EXPECT_TRUE(starts.insert(addr(p)).second) << p << " handed out twice";
-    if (still_live != nullptr) {
-      const bool overlaps =
-          addr(p) < addr(still_live) + still_live_size && addr(still_live) < addr(p) + size;
-      EXPECT_FALSE(overlaps) << p << " overlaps the live block " << still_live;
-    }
-    fill_pattern(p, size, i);
-    blocks.push_back(p);
-  }
-  for (std::size_t i = 0; i < n; ++i)
-    EXPECT_EQ(first_pattern_mismatch(blocks[i], size, i), size) << "block " << i;
-  for (void *p : blocks)
-    ram_free(p);
-}
-
 } // namespace
 
 // --- sizes -------------------------------------------------------------------------

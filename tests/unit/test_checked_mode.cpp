@@ -86,19 +86,7 @@ void expect_no_report(error_recorder &e) {
 /// After a bad free: `n` blocks of `size` are distinct, writable and keep their contents
 /// (a block freed twice into a list would come out twice).
 void expect_heap_sound(std::size_t size, std::size_t n = 200) {
-  std::vector<void *> blocks;
-  std::set<void *> seen;
-  for (std::size_t i = 0; i < n; ++i) {
-    void *p = ram_malloc(size);
-    ASSERT_NE(p, nullptr);
-    EXPECT_TRUE(seen.insert(p).second) << p << " handed out twice";
-    fill_pattern(p, size, i);
-    blocks.push_back(p);
-  }
-  for (std::size_t i = 0; i < n; ++i)
-    EXPECT_EQ(first_pattern_mismatch(blocks[i], size, i), size) << "block " << i;
-  for (void *p : blocks)
-    ram_free(p);
+  expect_distinct_blocks(size, n);
 }
 
 using shape_param = std::tuple<bool /*checked*/, std::size_t /*size*/>;
