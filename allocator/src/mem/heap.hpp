@@ -175,10 +175,12 @@ enum class free_result : std::uint8_t {
 extern std::atomic<std::uint64_t> g_canary_key;
 
 /// The value bytes 4..7 of a free block hold: keyed by address and a per-process random
-/// key, so user data equal to it by chance is a 1-in-2^32 event.
+/// key, so user data equal to it by chance is a 1-in-2^32 event. A hint only (free_marked
+/// confirms it), so any value will do, 0 included: the one address in 2^32 whose canary
+/// is 0 only makes a never-written block's free take the confirmation walk.
 RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  return static_cast<std::uint32_t>((a >> 3) ^ g_canary_key.load(std::memory_order_relaxed)) | 1u;
+  return static_cast<std::uint32_t>(a ^ g_canary_key.load(std::memory_order_relaxed));
 }
 
 // Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
