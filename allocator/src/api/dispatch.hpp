@@ -62,7 +62,7 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
 /// 8-byte class (as in mimalloc, jemalloc, tcmalloc). The 4-byte class is never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
   if (RAMALLOC_LIKELY(size <= medium_max)) {
-    const unsigned cls = class_of_from_8(size);
+    const std::size_t cls = class_of_from_8(size);
     void *p = heap_alloc_class<false>(h, cls);
     annotate_acquired(p, size, class_block_size(cls));
     return p;

@@ -133,7 +133,7 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
 RAMALLOC_SLOW_PATH void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
 
 template <bool MayBeTiny>
-RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, unsigned cls) noexcept {
+RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexcept {
   page *pg = h->current[cls];
   const std::uint32_t off = pg->free_head;
   if (RAMALLOC_UNLIKELY(off == nil_offset))
@@ -180,7 +180,7 @@ extern std::atomic<std::uint64_t> g_canary_key;
 /// is 0 only makes a never-written block's free take the confirmation walk.
 RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
-  return static_cast<std::uint32_t>(a ^ g_canary_key.load(std::memory_order_relaxed));
+  return static_cast<std::uint32_t>(a ^ load_relaxed(g_canary_key));
 }
 
 // Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
@@ -262,7 +262,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
       return free_result::double_free;
     annotate_freed(p, bs);
   }
-  heap_state *owner = r->owner.load(std::memory_order_relaxed);
+  heap_state *owner = load_relaxed(r->owner);
   if (RAMALLOC_UNLIKELY(owner != current)) {
     annotate_touch_end(p, 8, bs); // heap_free_remote touches the link itself
     heap_free_remote(owner, pg, p, off);

@@ -46,14 +46,14 @@ inline constexpr auto class_table_from_8 = make_class_table<1>(); // malloc: nev
 /// Class index of a request of `size` bytes (0 <= size <= medium_max; 0 takes the
 /// smallest class). O(1).
 constexpr unsigned class_of(std::size_t size) noexcept {
-  if (size <= class_table_max)
+  if (RAMALLOC_LIKELY(size <= class_table_max))
     return class_table[(size + 3) / 4];
   return class_of_computed(size);
 }
 
 /// The class of `size` bytes, at least the 8-byte one (malloc never uses the 4-byte class).
 constexpr unsigned class_of_from_8(std::size_t size) noexcept {
-  if (size <= class_table_max)
+  if (RAMALLOC_LIKELY(size <= class_table_max)) // the common case falls through
     return class_table_from_8[(size + 3) / 4];
   return class_of_computed(size);
 }
