@@ -116,29 +116,41 @@ void extend_page(page *pg) noexcept {
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
   const std::uint32_t bump = page_bump(pg);
   const bool checked = pg->checked.load(std::memory_order_relaxed);
-  const std::uint32_t key = checked ? link_key(pg) : 0;
   std::uint32_t n = cap - bump;
   if (n > extend_count(bs))
     n = extend_count(bs);
   const std::uint32_t first = bump * bs;
-  annotate_touch_begin(pg->start + first, std::size_t{n} * bs, bs);
-  std::uint32_t off = first;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    count_step();
-    const std::uint32_t next = i + 1 < n ? off + bs : nil_offset;
-    const std::uint32_t link = next ^ key;
-    __builtin_memcpy(pg->start + off, &link, sizeof link);
-    if (checked) {
-      fill_freed(pg->start + off, 4, bs);
-    } else if (bs != 4) {
-      // A threaded block is free: it carries the canary, so a free of it (a pointer to a
-      // block never handed out) is caught as a double free instead of listing it twice.
-      const std::uint32_t mark = canary_of(pg->start + off);
-      __builtin_memcpy(pg->start + off + 4, &mark, sizeof mark);
+  const std::uint32_t last = first + (n - 1) * bs;
+  std::byte *const start = pg->start;
+  annotate_touch_begin(start + first, std::size_t{n} * bs, bs);
+  if (checked) {
+    const std::uint32_t key = link_key(pg);
+    for (std::uint32_t off = first; off <= last; off += bs) {
+      count_step();
+      const std::uint32_t link = (off == last ? nil_offset : off + bs) ^ key;
+      __builtin_memcpy(start + off, &link, sizeof link);
+      fill_freed(start + off, 4, bs);
     }
-    off = next;
+  } else if (bs == 4) { // no room for a canary
+    for (std::uint32_t off = first; off <= last; off += bs) {
+      count_step();
+      const std::uint32_t link = off == last ? nil_offset : off + bs;
+      __builtin_memcpy(start + off, &link, sizeof link);
+    }
+  } else {
+    // A threaded block is free: it carries the canary (canary_of, computed here with the
+    // key loaded once), so a free of it (a pointer to a block never handed out) is caught
+    // as a double free instead of listing it twice.
+    const auto key = static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed));
+    for (std::uint32_t off = first; off <= last; off += bs) {
+      count_step();
+      const std::uint32_t link = off == last ? nil_offset : off + bs;
+      const std::uint32_t mark = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(start + off)) ^ key;
+      __builtin_memcpy(start + off, &link, sizeof link);
+      __builtin_memcpy(start + off + 4, &mark, sizeof mark);
+    }
   }
-  annotate_touch_end(pg->start + first, std::size_t{n} * bs, bs);
+  annotate_touch_end(start + first, std::size_t{n} * bs, bs);
   pg->free_head = first;
   set_page_bump(pg, bump + n);
 }
