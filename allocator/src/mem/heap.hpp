@@ -145,7 +145,7 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexce
   pg->free_head = next;
   // Bytes 4..7 hold the double-free canary while a block is free; clear it so a block
   // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
-  if (!MayBeTiny || cls != 0)
+  if (!MayBeTiny || RAMALLOC_LIKELY(cls != 0))
     __builtin_memset(b + 4, 0, 4);
   annotate_touch_end(b, 8, class_block_size(cls));
   ++pg->used;
