@@ -76,7 +76,10 @@ struct heap_state {
   std::atomic<std::uint32_t> parked_count{0}; // >= the slots filled
 
   // --- statistics ---
-  owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
+  // On a line of their own: the owner writes a class's counter on every acquire and
+  // discard, and the words above are written by other threads (remote frees bump
+  // inbox_count, parked frees parked_count).
+  alignas(64) owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
   owner_counter large_live_bytes;
   std::atomic<std::uint64_t> huge_live_bytes{0}, huge_live_blocks{0}; // freed from any thread
   owner_counter committed, reserved, remote_frees, pages_purged, bytes_purged;
