@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 using namespace ramalloc_test;
 
 namespace {
@@ -49,4 +51,50 @@ TEST(PageReuse, ABlockFreedInAFullPageIsHandedOutBeforeTheCurrentPageExtends) {
   for (void *p : current)
     ramalloc::discard(p);
   ramalloc::discard(next);
+}
+
+TEST(PageReuse, ABlockFreedRemotelyIntoAFullPageIsHandedOutBeforeTheCurrentPageExtends) {
+  // The full page's inbox entry waits behind other debt: the slow path's back-pressure
+  // slice pays that first, and the class would grow past the freed block without more.
+  ramalloc::options saved = ramalloc::get_options(), o = saved;
+  o.debt_slice = 2;
+  ramalloc::set_options(o);
+  ramalloc::heap zone;
+  std::vector<void *> ahead, full, current;
+  ahead.reserve(o.debt_slice);
+  full.reserve(per_page);
+  current.reserve(per_extension);
+  {
+    ramalloc::heap_scope scope(zone);
+    for (std::uint32_t i = 0; i < o.debt_slice; ++i)
+      ahead.push_back(ramalloc::acquire(300 * KiB)); // large spans: one inbox entry each
+    for (std::size_t i = 0; i < per_page; ++i)
+      full.push_back(ramalloc::acquire(block));
+    for (std::size_t i = 0; i < per_extension; ++i)
+      current.push_back(ramalloc::acquire(block));
+  }
+  void *freed = full[per_page / 2];
+  std::thread([&] {
+    for (void *p : ahead)
+      ramalloc::discard(p);   // queued first
+    ramalloc::discard(freed); // then the full page
+  }).join();
+  void *next = nullptr;
+  {
+    ramalloc::heap_scope scope(zone);
+    next = ramalloc::acquire(block);
+  }
+  for (void *p : full)
+    ASSERT_TRUE(in_page(p, full[0]));
+  EXPECT_EQ(next, freed) << "the current page grew into untouched memory while a block freed "
+                            "by another thread waited in the inbox";
+
+  ramalloc::heap_scope scope(zone);
+  for (void *p : full)
+    if (p != freed)
+      ramalloc::discard(p);
+  for (void *p : current)
+    ramalloc::discard(p);
+  ramalloc::discard(next);
+  ramalloc::set_options(saved);
 }
