@@ -157,8 +157,9 @@ RAMALLOC_API void *acquire(std::size_t size) noexcept;
 RAMALLOC_API void *acquire(std::size_t size, std::size_t align) noexcept;
 /// Frees a block; any thread may free any block. nullptr is ignored. O(1).
 RAMALLOC_API void discard(void *p) noexcept;
-/// Pays at most `budget` units of the current heap's debt (then of orphaned heaps);
-/// returns units still pending. O(budget).
+/// Pays at most `budget` units of the current heap's debt (then of orphaned heaps: an
+/// exited thread's heap once no thread has exited for purge_delay, so that a thread
+/// starting meanwhile adopts it); returns units still pending. O(budget).
 RAMALLOC_API std::size_t reclaim(std::size_t budget) noexcept;
 /// Pays all of the current heap's debt and returns its free memory. Unbounded.
 RAMALLOC_API void flush() noexcept;

@@ -12,7 +12,8 @@ namespace ramalloc::detail {
 /// The calling thread's current heap (its own, or one installed by heap_scope).
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
-/// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
+/// Binds a heap to the calling thread (adopting an orphan first: the older of the two on
+/// top of the orphan stack); nullptr when out of
 /// memory, or when the thread's exit hook already handed its heap off (thread_exited)
 /// unless `even_after_exit` (current_heap(), which must return a heap that lasts).
 /// Called when t_current is null.
@@ -40,7 +41,8 @@ heap_state *heap_create(bool without_memory = false) noexcept;
 /// and no debt, otherwise orphans it for other threads to drain. O(1) unless `drain`
 /// (then the heap is flushed first).
 void heap_release(heap_state *h, bool drain) noexcept;
-/// Spends at most `budget` units on orphaned heaps; returns the units spent.
+/// Spends at most `budget` units on one orphaned heap (a thread's orphan only once no
+/// thread has exited for purge_delay); returns the units spent.
 std::size_t service_orphans(std::size_t budget) noexcept;
 /// Flushes every orphan (unbounded; flush only).
 void flush_orphans() noexcept;
