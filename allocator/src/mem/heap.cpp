@@ -351,7 +351,8 @@ void pay_orphan_slice() noexcept {
 }
 
 /// Dirty bytes an auto-purging heap keeps resident whatever their age: 8 purge budgets
-/// (8 MiB by default) or an eighth of the memory it holds in use, whichever is larger, so
+/// (8 MiB by default) or an eighth of its other committed memory (pages in use, cached
+/// or idle), whichever is larger, so
 /// a heap that shrinks a little reuses its own resident spans and one that drops most of
 /// its data (a burst of frees) gives it back at the rate it frees it.
 std::uint64_t dirty_cap(const heap_state *h, std::uint64_t budget) noexcept {
