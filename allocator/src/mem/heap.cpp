@@ -350,14 +350,14 @@ void pay_orphan_slice() noexcept {
     service(g_options.debt_slice.load(std::memory_order_relaxed));
 }
 
-/// Dirty bytes an auto-purging heap keeps resident whatever their age: 8 purge budgets
-/// (8 MiB by default) or an eighth of its other committed memory (pages in use, cached
+/// Dirty bytes an auto-purging heap keeps resident whatever their age: 4 purge budgets
+/// (4 MiB by default) or an eighth of its other committed memory (pages in use, cached
 /// or idle), whichever is larger, so
 /// a heap that shrinks a little reuses its own resident spans and one that drops most of
 /// its data (a burst of frees) gives it back at the rate it frees it.
 std::uint64_t dirty_cap(const heap_state *h, std::uint64_t budget) noexcept {
   const std::uint64_t held = h->committed.get() - h->dirty_bytes;
-  const std::uint64_t floor = 8 * budget;
+  const std::uint64_t floor = 4 * budget;
   return held / 8 > floor ? held / 8 : floor;
 }
 
