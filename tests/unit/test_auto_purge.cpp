@@ -1,7 +1,7 @@
 // Auto purge: a heap whose owner never calls reclaim (a program under LD_PRELOAD, say)
 // still returns free memory, one purge step of at most purge_budget bytes per slow path,
 // once purge_delay has passed since its last reclaim (or at once if it never reclaimed).
-// Dirty memory beyond the cap (4 budgets, or as much as its other committed memory) is
+// Dirty memory beyond the cap (4 budgets, or twice its other committed memory) is
 // purged without waiting for the delay. Owners that reclaim never get it.
 #include "test_support.hpp"
 

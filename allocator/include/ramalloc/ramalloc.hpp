@@ -49,7 +49,7 @@ struct options {
   /// RAMALLOC_AUTO_PURGE: a heap whose owner has never called reclaim, or not for
   /// purge_delay, pays one purge step (at most purge_budget bytes) on its slow paths, so
   /// programs that never call reclaim (e.g. under LD_PRELOAD) still return memory; free
-  /// memory beyond 4 purge budgets (or the heap's other committed memory, if more) goes
+  /// memory beyond 4 purge budgets (or twice the heap's other committed memory) goes
   /// back without waiting for purge_delay.
   bool auto_purge = true;
   /// RAMALLOC_CHECKED: checked mode (docs/hardening.md). Pages a heap formats while it is

@@ -351,14 +351,14 @@ void pay_orphan_slice() noexcept {
 }
 
 /// Dirty bytes an auto-purging heap keeps resident whatever their age: 4 purge budgets
-/// (4 MiB by default) or as much as its other committed memory (pages in use, cached or
-/// idle), whichever is larger, so
+/// (4 MiB by default) or twice its other committed memory (pages in use, cached or idle),
+/// whichever is larger, so
 /// a heap that shrinks a little reuses its own resident spans and one that drops most of
 /// its data (a burst of frees) gives it back at the rate it frees it.
 std::uint64_t dirty_cap(const heap_state *h, std::uint64_t budget) noexcept {
   const std::uint64_t held = h->committed.get() - h->dirty_bytes;
   const std::uint64_t floor = 4 * budget;
-  return held > floor ? held : floor;
+  return 2 * held > floor ? 2 * held : floor;
 }
 
 /// Auto purge: a heap whose owner has never called reclaim, or not for purge_delay, pays
