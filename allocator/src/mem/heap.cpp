@@ -812,8 +812,10 @@ std::size_t heap_release_all(heap_state *h) noexcept {
   for (auto &c : h->class_live)
     c.v.store(0, std::memory_order_relaxed);
   h->large_live_bytes.v.store(0, std::memory_order_relaxed);
-  const std::uint64_t last_reclaim = h->last_reclaim_ms; // same owner, same life
-  heap_owe_reserve(h); // the reserve was purged with the rest
+  // The reserve was purged with the rest; the owner is the same (it keeps its last
+  // reclaim time).
+  const std::uint64_t last_reclaim = h->last_reclaim_ms;
+  heap_owe_reserve(h);
   h->last_reclaim_ms = last_reclaim;
   return spans;
 }
