@@ -436,6 +436,18 @@ TEST(ThreadPoolRecipe, ThreadsAttachedWithTheKitLoopServeAnAsioThreadPool) {
 // --- memory pressure -------------------------------------------------------------------------
 
 TEST(MemoryPressure, AServerOverItsSoftLimitComesBackUnderWithoutAStopTheWorldStep) {
+  // Only the pressure response may return the cache's memory here: auto purge would purge
+  // it as the callback sheds it (the cache heap has never reclaimed, and its free memory
+  // would exceed its dirty cap), sometimes before the quiet-strand flush this test checks.
+  struct auto_purge_off {
+    ramalloc::options saved = ramalloc::get_options();
+    auto_purge_off() {
+      ramalloc::options o = saved;
+      o.auto_purge = false;
+      ramalloc::set_options(o);
+    }
+    ~auto_purge_off() { ramalloc::set_options(saved); }
+  } no_auto_purge;
   asio::io_context ctx;
   auto &registry = asio::use_service<io::heap_registry>(ctx);
   io::pool_options po;

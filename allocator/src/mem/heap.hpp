@@ -97,6 +97,9 @@ struct heap_state {
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  // Bytes in dirty free spans (owner only; kept by span.cpp): auto purge keeps them under
+  // a cap without waiting for purge_delay.
+  std::uint64_t dirty_bytes = 0;
   // Checked mode: blocks freed locally wait here (FIFO) before going back to their page,
   // so a stale pointer's second free finds them free and a write after free is caught
   // when they leave. Owner only; they count as used in their page (not as live blocks).
@@ -338,7 +341,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent =
 /// Pays everything and returns every free span policy allows. Unbounded.
 void heap_flush(heap_state *h) noexcept;
 /// Sets the reserve the heap owes from the options (minus what it already holds
-/// resident), for a heap that starts a new life (created, pooled again, released).
+/// resident), for a heap that starts a new life (created, pooled again, released), and
+/// forgets when its owner last reclaimed (a new owner has not: auto purge applies).
 void heap_owe_reserve(heap_state *h) noexcept;
 /// Pre-faults all of the reserve the heap owes now. O(reserve): for explicit set-up only.
 void heap_pay_reserve(heap_state *h) noexcept;

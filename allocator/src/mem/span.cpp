@@ -53,6 +53,7 @@ void insert_free(heap_state *h, region *r, std::uint32_t first, std::uint32_t n,
   bins_for(h, s).insert(pg);
   if (s != page_state::free_dirty)
     return;
+  h->dirty_bytes += std::uint64_t{n} * slice_size;
   // The FIFO is kept (nearly) in age order: a span as old as the current front goes in
   // front of it, so merging a fresh page into an old span does not delay its purge.
   page *front = h->dirty_fifo.front();
@@ -65,8 +66,10 @@ void insert_free(heap_state *h, region *r, std::uint32_t first, std::uint32_t n,
 void remove_free(heap_state *h, page *pg) noexcept {
   const page_state s = pg->state.load(std::memory_order_relaxed);
   bins_for(h, s).remove(pg);
-  if (s == page_state::free_dirty)
+  if (s == page_state::free_dirty) {
     h->dirty_fifo.remove(pg);
+    h->dirty_bytes -= std::uint64_t{pg->slices.load(std::memory_order_relaxed)} * slice_size;
+  }
 }
 
 /// Reserves a new 1 GiB region from the OS and adds its usable slices as one clean span.
@@ -140,6 +143,7 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, boo
     clean = true;
   } else {
     h->dirty_fifo.remove(s);
+    h->dirty_bytes -= std::uint64_t{s->slices.load(std::memory_order_relaxed)} * slice_size;
   }
   region *r = s->home;
   const std::uint32_t first = r->index_of(s);
