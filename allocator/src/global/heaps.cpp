@@ -3,7 +3,6 @@
 #include <new>
 #include <pthread.h>
 #include <sys/auxv.h>
-#include <utility>
 
 #include "ds/tagged_stack.hpp"
 #include "mem/checked.hpp"
@@ -26,7 +25,6 @@ constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphans{};
 constinit tagged_stack<heap_state, &heap_state::stack_next> g_orphaned_user_heaps{};
 constinit std::atomic<heap_state *> g_all_heaps{nullptr};
 constinit std::atomic<std::uint64_t> g_heaps_live{0}, g_adopted{0};
-constinit std::atomic<std::uint64_t> g_orphan_seq{0}; // orders orphans by age
 // g_orphans_waiting (mem/heap.cpp) counts the orphans on both stacks.
 constinit std::atomic<std::uint64_t> g_invalid_frees{0};
 
@@ -110,28 +108,6 @@ void orphan(heap_state *h) noexcept {
   (h->thread_heap ? g_orphans : g_orphaned_user_heaps).push(h);
 }
 
-/// The thread orphan a starting thread adopts: the older of the two on top of the stack
-/// (the younger goes back on top). A heap orphaned moments ago still holds its owner's
-/// last objects, which other threads are about to free remotely; adopting it again at
-/// once (plain LIFO) piles a second life's blocks on the first, and under thread churn
-/// every heap then grows to the peak of such pile-ups (thread-churn: about 4,700 blocks
-/// in one heap while each life holds 3,000 at most). The older orphan has had its
-/// objects freed, and its blocks are reused. O(1): two pops and at most one push.
-heap_state *pop_orphan_to_adopt() noexcept {
-  heap_state *a = g_orphans.pop();
-  if (a == nullptr)
-    return nullptr;
-  heap_state *b = g_orphans.pop();
-  if (b != nullptr) {
-    if (b->orphaned_seq.load(std::memory_order_relaxed) <
-        a->orphaned_seq.load(std::memory_order_relaxed))
-      std::swap(a, b);
-    g_orphans.push(b);
-  }
-  g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
-  return a;
-}
-
 /// Takes an orphan for servicing: thread heaps and user heaps by turns, so neither
 /// kind starves the other.
 heap_state *take_orphan() noexcept {
@@ -204,8 +180,9 @@ heap_state *bind_thread(bool even_after_exit) noexcept {
     return nullptr; // nothing might hand a heap bound now off: see alloc_unbound
   load_options_once();
   pthread_once(&g_key_once, create_key);
-  heap_state *h = pop_orphan_to_adopt();
+  heap_state *h = g_orphans.pop();
   if (h != nullptr) {
+    g_orphans_waiting.fetch_sub(1, std::memory_order_relaxed);
     g_adopted.fetch_add(1, std::memory_order_relaxed);
     h->status.store(heap_status::owned, std::memory_order_relaxed);
   } else {
@@ -230,10 +207,6 @@ void heap_release(heap_state *h, bool drain) noexcept {
     retire(h);
     return;
   }
-  // Its age as an orphan counts from its owner's departure, not from a later service
-  // step that puts it back (service_one).
-  h->orphaned_seq.store(g_orphan_seq.fetch_add(1, std::memory_order_relaxed),
-                        std::memory_order_relaxed);
   orphan(h);
 }
 

@@ -89,9 +89,6 @@ struct heap_state {
   std::atomic<heap_status> status{heap_status::pooled};
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
-  // When the heap was last orphaned (a global sequence number): a starting thread adopts
-  // the older of the two orphans on top of the stack (global/heaps.cpp).
-  std::atomic<std::uint64_t> orphaned_seq{0};
   // Bytes of RAMALLOC_RESERVE still to pre-fault: debt, paid a purge_budget at a time by
   // reclaim steps (all at once by flush and by the heap constructor), never by acquire.
   // Owner-written, read by stats from any thread.
