@@ -400,6 +400,22 @@ void pay_orphan_slice() noexcept {
     service(g_options.debt_slice.load(std::memory_order_relaxed));
 }
 
+/// Settles up to debt_slice inbox pages, oldest first, stopping early after a page for
+/// which `enough` is true.
+template <class Enough>
+void settle_inbox_slice(heap_state *h, Enough enough) noexcept {
+  std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
+  while (slice-- != 0) {
+    count_step();
+    page *pg = h->inbox.pop();
+    if (pg == nullptr)
+      return;
+    settle_inbox_page(h, pg);
+    if (enough(pg))
+      return;
+  }
+}
+
 /// Before a class touches memory it never used (its front page would extend by bump, or
 /// a fresh page would be made), pages waiting in the inbox may hold the blocks it needs:
 /// blocks freed remotely into full pages are out of reach until their page is settled.
@@ -413,16 +429,9 @@ void settle_before_growth(heap_state *h, unsigned cls) noexcept {
   const page *f = h->avail[cls].front();
   if (f != nullptr && (has_listed_block(f) || f->checked.load(std::memory_order_relaxed)))
     return;
-  std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
-  while (slice-- != 0) {
-    count_step();
-    page *pg = h->inbox.pop();
-    if (pg == nullptr)
-      return;
-    settle_inbox_page(h, pg);
-    if (pg->size_class == cls && pg->in_avail && has_listed_block(pg))
-      return;
-  }
+  settle_inbox_slice(h, [cls](const page *pg) {
+    return pg->size_class == cls && pg->in_avail && has_listed_block(pg);
+  });
 }
 
 /// Dirty bytes an auto-purging heap keeps resident whatever their age: 4 purge budgets
@@ -611,16 +620,8 @@ void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
       f != nullptr && f->free_head != nil_offset && f->checked.load(std::memory_order_relaxed))
     return checked_pop(h, f, cls);
   // Back-pressure: a heap whose owner never calls reclaim still converges.
-  if (h->inbox_count.load(std::memory_order_relaxed) != 0) {
-    std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
-    while (slice-- != 0) {
-      count_step();
-      page *pg = h->inbox.pop();
-      if (pg == nullptr)
-        break;
-      settle_inbox_page(h, pg);
-    }
-  }
+  if (h->inbox_count.load(std::memory_order_relaxed) != 0)
+    settle_inbox_slice(h, [](const page *) { return false; });
   settle_parked(h);
   pay_orphan_slice();
   maybe_auto_purge(h);
