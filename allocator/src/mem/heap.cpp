@@ -138,14 +138,14 @@ void extend_page(page *pg) noexcept {
       __builtin_memcpy(start + off, &link, sizeof link);
     }
   } else {
-    // A threaded block is free: it carries the canary (canary_of, computed here with the
-    // key loaded once), so a free of it (a pointer to a block never handed out) is caught
-    // as a double free instead of listing it twice.
+    // A threaded block is free: it carries the canary (the key loaded once), so a free of
+    // it (a pointer to a block never handed out) is caught as a double free instead of
+    // listing it twice.
     const auto key = static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed));
     for (std::uint32_t off = first; off <= last; off += bs) {
       count_step();
       const std::uint32_t link = off == last ? nil_offset : off + bs;
-      const std::uint32_t mark = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(start + off)) ^ key;
+      const std::uint32_t mark = canary_of(start + off, key);
       __builtin_memcpy(start + off, &link, sizeof link);
       __builtin_memcpy(start + off + 4, &mark, sizeof mark);
     }

@@ -184,9 +184,12 @@ extern std::atomic<std::uint64_t> g_canary_key;
 /// key, so user data equal to it by chance is a 1-in-2^32 event. A hint only (free_marked
 /// confirms it), so any value will do, 0 included: the one address in 2^32 whose canary
 /// is 0 only makes a never-written block's free take the confirmation walk.
+/// `key` is g_canary_key's value (loaded once by a loop that marks many blocks).
+RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p, std::uint32_t key) noexcept {
+  return static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(p)) ^ key;
+}
 RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  return static_cast<std::uint32_t>(a ^ load_relaxed(g_canary_key));
+  return canary_of(p, static_cast<std::uint32_t>(load_relaxed(g_canary_key)));
 }
 
 // Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
