@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "common/defs.hpp"
@@ -49,32 +50,24 @@ constexpr std::uint64_t make(std::uint32_t head, std::uint32_t count, bool q) {
 } // namespace remote_word
 
 struct alignas(64) page {
-  // --- owner-only hot fields (the allocation fast path reads these) ---
-  std::byte *start = nullptr;                 // first byte of the span
-  std::uint32_t free_head = nil_offset;       // blocks ready to hand out
-  std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
-  std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
+  // Three cache lines, split by who writes them, so that a thread freeing into a page it
+  // does not own never shares a line with the owner's allocations: the owner writes line 1
+  // on every allocation and free, remote frees write line 2, and line 0 changes only when
+  // the page is formatted or extended.
+  //
+  // --- line 0: the page's shape; read by every free and query, from any thread ---
+  std::byte *start = nullptr; // first byte of the span
   // Index of the first never-used block: written by the owner only, read by any free
   // (relaxed: a block reaches its freeing thread only after it was handed out, through
   // some synchronisation that also orders the bump store that made it).
   std::atomic<std::uint32_t> bump{0};
-  // --- read by query/discard from any thread: relaxed atomics ---
   std::atomic<std::uint32_t> block_size{0};
   std::atomic<std::uint32_t> capacity{0}; // blocks in the page
   std::atomic<std::uint32_t> slices{0};   // span length in slices
   std::atomic<page_state> state{page_state::unused};
   std::uint8_t size_class = 0;             // or large_class
-  bool in_avail = false;                   // in its class's available list
-  bool in_idle = false;                    // empty current page on the idle list
   std::atomic<std::uint64_t> div_magic{0}; // ceil(2^40 / block_size): offset -> index
-  // --- cross-thread ---
-  std::atomic<std::uint64_t> remote{remote_word::empty};
-  std::atomic<page *> inbox_next{nullptr};
-  // --- owner-only bookkeeping ---
   region *home = nullptr;
-  list_links<page> links;       // class available list, page cache, or free-span bin
-  list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
-  std::uint64_t freed_at_ms = 0;
   // --- checked mode (mem/checked.cpp); never read on a fast path ---
   // A checked page keeps `bump` at 0, so every free into it fails the fast path's "never
   // handed out" test and is completed out of line by checked_free; its real bump index
@@ -84,6 +77,20 @@ struct alignas(64) page {
   // The key its free-list links are encoded with (link_key), computed once per format.
   std::atomic<std::uint32_t> checked_key{0};
 
+  // --- line 1: owner-only (the allocation fast path reads and writes these) ---
+  alignas(64) std::uint32_t free_head = nil_offset; // blocks ready to hand out
+  std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
+  std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
+  bool in_avail = false;                      // in its class's available list
+  bool in_idle = false;                       // empty current page on the idle list
+  list_links<page> links;       // class available list, page cache, or free-span bin
+  list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
+  std::uint64_t freed_at_ms = 0;
+
+  // --- line 2: written by remote frees ---
+  alignas(64) std::atomic<std::uint64_t> remote{remote_word::empty};
+  std::atomic<page *> inbox_next{nullptr};
+
   /// Index of the block containing byte `offset` (offset < capacity * block_size).
   std::uint32_t block_index(std::size_t offset) const noexcept {
     return static_cast<std::uint32_t>((offset * div_magic.load(std::memory_order_relaxed)) >> 40);
@@ -91,6 +98,10 @@ struct alignas(64) page {
 };
 
 /// The page's bump index (blocks at or past it were never handed out), whatever its mode.
+static_assert(sizeof(page) == 192 && offsetof(page, free_head) == 64 &&
+                  offsetof(page, remote) == 128,
+              "page descriptor: shape, owner and remote lines each start a cache line");
+
 inline std::uint32_t page_bump(const page *pg) noexcept {
   return pg->checked.load(std::memory_order_relaxed)
              ? pg->checked_bump.load(std::memory_order_relaxed)
