@@ -109,9 +109,32 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   return pg;
 }
 
+/// Calls `mark(block, link)` for the blocks at byte offsets first, first + bs, ..., last
+/// of the span at `start`, each linked to the next and the last to nil_offset. The
+/// pointer and the link advance together, and the last block (there is at least one) is
+/// out of the loop, so a loop turn is its stores and two adds.
+template <typename Mark>
+RAMALLOC_FAST_PATH void thread_blocks(std::byte *start, std::uint32_t first, std::uint32_t last,
+                                      std::uint32_t bs, Mark mark) noexcept {
+  std::byte *b = start + first;
+  std::byte *const end = start + last;
+  if (b != end) {
+    std::uint32_t next = first + bs;
+    do {
+      count_step();
+      mark(b, next);
+      b += bs;
+      next += bs;
+    } while (b != end);
+  }
+  count_step();
+  mark(end, nil_offset);
+}
+
 /// Threads up to extend_count() never-used blocks onto the free list (links encoded and
-/// blocks pattern-filled on a checked page, as if each had been freed).
-void extend_page(page *pg) noexcept {
+/// blocks pattern-filled on a checked page, as if each had been freed). Out of line: its
+/// loops get the registers to themselves.
+__attribute__((noinline)) void extend_page(page *pg) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t cap = pg->capacity.load(std::memory_order_relaxed);
   const std::uint32_t bump = page_bump(pg);
@@ -125,30 +148,25 @@ void extend_page(page *pg) noexcept {
   annotate_touch_begin(start + first, std::size_t{n} * bs, bs);
   if (checked) {
     const std::uint32_t key = link_key(pg);
-    for (std::uint32_t off = first; off <= last; off += bs) {
-      count_step();
-      const std::uint32_t link = (off == last ? nil_offset : off + bs) ^ key;
-      __builtin_memcpy(start + off, &link, sizeof link);
-      fill_freed(start + off, 4, bs);
-    }
+    thread_blocks(start, first, last, bs, [key, bs](std::byte *b, std::uint32_t link) {
+      link ^= key;
+      __builtin_memcpy(b, &link, sizeof link);
+      fill_freed(b, 4, bs);
+    });
   } else if (bs == 4) { // no room for a canary
-    for (std::uint32_t off = first; off <= last; off += bs) {
-      count_step();
-      const std::uint32_t link = off == last ? nil_offset : off + bs;
-      __builtin_memcpy(start + off, &link, sizeof link);
-    }
+    thread_blocks(start, first, last, bs, [](std::byte *b, std::uint32_t link) {
+      __builtin_memcpy(b, &link, sizeof link);
+    });
   } else {
     // A threaded block is free: it carries the canary (the key loaded once), so a free of
     // it (a pointer to a block never handed out) is caught as a double free instead of
     // listing it twice.
     const auto key = static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed));
-    for (std::uint32_t off = first; off <= last; off += bs) {
-      count_step();
-      const std::uint32_t link = off == last ? nil_offset : off + bs;
-      const std::uint32_t mark = canary_of(start + off, key);
-      __builtin_memcpy(start + off, &link, sizeof link);
-      __builtin_memcpy(start + off + 4, &mark, sizeof mark);
-    }
+    thread_blocks(start, first, last, bs, [key](std::byte *b, std::uint32_t link) {
+      const std::uint32_t mark = canary_of(b, key);
+      __builtin_memcpy(b, &link, sizeof link);
+      __builtin_memcpy(b + 4, &mark, sizeof mark);
+    });
   }
   annotate_touch_end(start + first, std::size_t{n} * bs, bs);
   pg->free_head = first;
