@@ -303,9 +303,10 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   page *pg = os_region_pages(r) + h;
   if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use))
     return free_result::not_live;
+  // The offset from the span's start: a descriptor's `start` is its own slice's address
+  // (span.cpp sets nothing else), written before any block of the span was handed out.
   return free_in_page(current, r, pg, ptr,
-                      static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(r)) -
-                          h * static_cast<std::uint32_t>(slice_size));
+                      static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(pg->start)));
 }
 
 /// "small", "medium" or "large": the kind of block `pg` holds (for reports).
