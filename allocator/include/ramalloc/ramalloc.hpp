@@ -47,10 +47,11 @@ struct options {
   std::uint32_t debt_slice = 2;          ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
   bool verbose = false;                  ///< RAMALLOC_VERBOSE: report OS failures
   /// RAMALLOC_AUTO_PURGE: a heap whose owner has never called reclaim, or not for
-  /// purge_delay, pays one purge step (at most purge_budget bytes) on its slow paths, so
-  /// programs that never call reclaim (e.g. under LD_PRELOAD) still return memory; free
-  /// memory beyond 4 purge budgets (or twice the heap's other committed memory) goes
-  /// back without waiting for purge_delay.
+  /// purge_delay, pays one purge step (at most purge_budget bytes) on its acquire slow
+  /// paths, so programs that never call reclaim (e.g. under LD_PRELOAD) still return
+  /// memory; free memory beyond 4 purge budgets (or twice the heap's other committed
+  /// memory) goes back without waiting for purge_delay. A free never purges: one that
+  /// finds a purge owed sends the heap's next acquires to their slow path, which pays.
   bool auto_purge = true;
   /// RAMALLOC_CHECKED: checked mode (docs/hardening.md). Pages a heap formats while it is
   /// on are checked pages: every double free (4-byte class included, local or remote),
