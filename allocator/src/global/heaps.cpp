@@ -176,6 +176,9 @@ heap_state *take_orphan_to_adopt() noexcept {
   for (unsigned tries = 0;; ++tries) {
     const std::uint64_t before = g_hand_offs.load(std::memory_order_acquire);
     if (heap_state *h = take_thread_orphan()) {
+      // A new owner, judged on its own reclaim calls (auto purge, the dirty cap), not on
+      // the dead owner's or a servicing step's.
+      h->last_reclaim_ms = 0;
       h->status.store(heap_status::owned, std::memory_order_relaxed);
       return h;
     }
