@@ -168,10 +168,10 @@ constexpr unsigned adoption_tries = 8;
 /// The thread orphan a starting thread adopts (take_thread_orphan), or nullptr when
 /// there is none. If both places were empty while a hand-off was under way or finished
 /// meanwhile, an orphan may have been between the slot and the stack: it looks again, at
-/// most adoption_tries times, rather than make a heap that the orphan in transit would
-/// then make one too many. Bounded: a hand-off takes a few instructions, and an exiting
-/// thread preempted in the middle of one costs at worst one heap made early, which the
-/// next starting thread adopts.
+/// most adoption_tries times, rather than make a heap that is one too many once that
+/// orphan lands. Bounded: a hand-off takes a few instructions, and an exiting thread
+/// preempted in the middle of one costs at worst one heap made early, which the next
+/// starting thread adopts.
 heap_state *take_orphan_to_adopt() noexcept {
   for (unsigned tries = 0;; ++tries) {
     const std::uint64_t before = g_hand_offs.load(std::memory_order_acquire);
