@@ -161,6 +161,64 @@ TEST(ThreadExit, ANewThreadAdoptsAnOrphanedHeapInsteadOfCreatingOne) {
   EXPECT_EQ(end.heaps_live, start.heaps_live);
 }
 
+TEST(ThreadExit, AStartingThreadAdoptsAnOlderOrphanBeforeTheNewest) {
+  // Two threads hold heaps at once and exit one after the other: the heap orphaned
+  // second still holds objects other threads are about to free, the one orphaned first
+  // has had its turn. The next thread takes the older orphan; the newest waits for a
+  // thread that finds no other.
+  const std::size_t count = sanitizer_reduced(1'000, 1.0, 1.0);
+  ramalloc::flush();
+  const ram_stats start = ramalloc::get_stats();
+  ASSERT_EQ(start.heaps_orphaned, 0u);
+
+  std::vector<object> left_a, left_b;
+  const void *heap_a = nullptr, *heap_b = nullptr;
+  std::latch both_bound(2), a_joined(1);
+  std::thread a([&] {
+    left_a = allocate_objects(count, 3);
+    heap_a = ramalloc::current_heap().id();
+    both_bound.arrive_and_wait();
+  });
+  std::thread b([&] {
+    left_b = allocate_objects(count, 4);
+    heap_b = ramalloc::current_heap().id();
+    both_bound.arrive_and_wait();
+    a_joined.wait(); // exits after `a` has handed its heap off
+  });
+  a.join();
+  a_joined.count_down();
+  b.join();
+  ASSERT_NE(heap_a, heap_b);
+  ASSERT_EQ(ramalloc::get_stats().heaps_orphaned, 2u);
+
+  const void *third_heap = nullptr, *fourth_heap = nullptr;
+  std::latch third_bound(1), fourth_bound(1);
+  std::thread third([&] {
+    ramalloc::discard(ramalloc::acquire(64)); // binds this thread's heap
+    third_heap = ramalloc::current_heap().id();
+    third_bound.count_down();
+    fourth_bound.wait(); // still alive when the fourth thread starts
+  });
+  third_bound.wait();
+  std::thread fourth([&] {
+    ramalloc::discard(ramalloc::acquire(64));
+    fourth_heap = ramalloc::current_heap().id();
+    fourth_bound.count_down();
+  });
+  third.join();
+  fourth.join();
+  EXPECT_EQ(third_heap, heap_a) << (third_heap == heap_b ? "the newest orphan was adopted first"
+                                                         : "a new heap was made");
+  EXPECT_EQ(fourth_heap, heap_b) << "the newest orphan was not adopted when it was the last one";
+
+  EXPECT_EQ(free_objects(left_a) + free_objects(left_b), 0u);
+  ramalloc::flush();
+  const ram_stats end = ramalloc::get_stats();
+  EXPECT_EQ(end.live_blocks, start.live_blocks);
+  EXPECT_EQ(end.heaps_orphaned, 0u);
+  EXPECT_EQ(end.heaps_live, start.heaps_live);
+}
+
 TEST(ThreadExit, ReclaimStepsLeaveAJustOrphanedThreadHeapToTheNextThread) {
   // While threads keep exiting (the last one less than purge_delay ago), a reclaim step
   // on a live thread does not pop a thread's orphan for servicing: a thread starting

@@ -147,6 +147,45 @@ TEST(AutoPurge, OwnerThatReclaimsKeepsItsFreeMemoryForItsOwnSteps) {
   EXPECT_EQ(o.largest_step, 0u);
 }
 
+TEST(AutoPurge, AnAdoptedHeapIsJudgedOnItsNewOwnersReclaimsNotOnItsDeadOwners) {
+  // A thread that reclaimed moments before it exited leaves its heap (one live block:
+  // orphaned, not pooled) to the next thread, which never reclaims. Its frees are
+  // auto-purged like any other never-reclaiming owner's, not held back for purge_delay
+  // after the dead owner's last reclaim.
+  set_burst_options();
+  ramalloc::flush();
+  ASSERT_EQ(ramalloc::get_stats().heaps_orphaned, 0u);
+  void *kept = nullptr;
+  const void *first = nullptr;
+  std::thread([&] {
+    kept = ramalloc::acquire(64);
+    first = ramalloc::current_heap().id();
+    ramalloc::reclaim(0);
+  }).join();
+  ASSERT_EQ(ramalloc::get_stats().heaps_orphaned, 1u);
+
+  const void *adopter = nullptr;
+  std::uint64_t committed_filled = 0, committed_after = 0;
+  std::thread([&] {
+    std::vector<void *> blocks(64 * 1024);
+    ramalloc::heap &h = ramalloc::current_heap();
+    adopter = h.id();
+    for (void *&p : blocks)
+      p = ramalloc::acquire(1 * KiB);
+    committed_filled = h.get_stats().committed_bytes;
+    for (void *p : blocks)
+      ramalloc::discard(p);
+    committed_after = h.get_stats().committed_bytes;
+  }).join();
+  ramalloc::discard(kept);
+  ramalloc::flush();
+
+  ASSERT_EQ(adopter, first) << "the second thread did not adopt the orphan";
+  ASSERT_GE(committed_filled, 64 * MiB);
+  EXPECT_LE(committed_after, 3 * MiB)
+      << "the adopter's frees stayed resident: it inherited its dead owner's reclaim time";
+}
+
 TEST(AutoPurge, HeapThatNeverReclaimsStillReturnsMemoryInBudgetedSteps) {
   ramalloc::options opts = ramalloc::get_options();
   opts.auto_purge = true;

@@ -42,6 +42,16 @@ inline T load_relaxed(const std::atomic<T> &a) noexcept {
 #endif
 }
 
+/// A spin-wait hint for the few bounded retries that wait on another thread mid-change
+/// (the error handler's sequence lock, an orphan between its two places).
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 /// Fatal check failure: prints file, line and message with write(2) and aborts.
 [[noreturn]] void check_failed(const char *file, int line, const char *what) noexcept;
 

@@ -27,15 +27,6 @@ struct handler {
   void *context;
 };
 
-/// A spin-wait hint while another thread is mid-change (handler changes are rare).
-inline void spin_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 /// A consistent (callback, context) pair. Retries only while a writer is mid-change.
 handler current_handler() noexcept {
   for (;;) {

@@ -12,7 +12,8 @@ namespace ramalloc::detail {
 /// The calling thread's current heap (its own, or one installed by heap_scope).
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
-/// Binds a heap to the calling thread (adopting an orphan first); nullptr when out of
+/// Binds a heap to the calling thread (adopting an orphan first: the newest one only when
+/// no other waits); nullptr when out of
 /// memory, or when the thread's exit hook already handed its heap off (thread_exited)
 /// unless `even_after_exit` (current_heap(), which must return a heap that lasts).
 /// Called when t_current is null.
