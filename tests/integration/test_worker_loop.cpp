@@ -232,7 +232,11 @@ TEST(WorkerLoop, AnIdleWorkerFlushesAfterTheDelayAndSleepsInTheReactor) {
   const double share =
       std::chrono::duration<double>(cpu).count() / std::chrono::duration<double>(wall).count();
   std::printf("[ info ] idle worker used %.3f%% of a core\n", share * 100);
-  EXPECT_LT(share, 0.02);
+  // A worker that polled or spun would use most of a core; one that sleeps in the reactor
+  // wakes once per service tick (20 times here) for a few tens of microseconds, more in a
+  // Debug build on a loaded machine (2.04% seen under `ctest -j2`). 10% tells the two apart
+  // without depending on the machine's load.
+  EXPECT_LT(share, 0.10) << "the idle worker does not sleep between service ticks";
   pool.stop();
   pool.join();
 }

@@ -265,7 +265,13 @@ std::size_t span_purge_front(heap_state *h, std::size_t max_bytes) noexcept {
   // descriptors behind. Zero pages read back as "unused" descriptors.
   const std::uint32_t m_first = r->index_of(merged);
   const std::uint32_t m_last = m_first + merged->slices.load(std::memory_order_relaxed) - 1;
-  constexpr std::uint32_t per_page = os_page_size / sizeof(page);
+  // The window reaches one whole OS page of descriptors past the purged slices on either
+  // side, so the page holding a neighbour's descriptors goes too once that neighbour has
+  // merged into this span. A descriptor may straddle two pages (sizeof(page) does not
+  // divide 4096): os_page_size / sizeof(page) fell short, and pages at the boundaries of
+  // spans purged apart stayed resident for good.
+  constexpr std::uint32_t per_page = (os_page_size + sizeof(page) - 1) / sizeof(page) + 1;
+  static_assert(per_page * sizeof(page) >= os_page_size + sizeof(page));
   const std::uint32_t lo_i = first > m_first + per_page ? first - per_page : m_first + 1;
   const std::uint32_t hi_i = first + k + per_page < m_last ? first + k + per_page : m_last;
   if (hi_i > lo_i) {
