@@ -110,11 +110,16 @@ void drop_static_region(heap_state *h) noexcept {
 
 std::size_t service_orphan_step(std::size_t budget) noexcept;
 
-/// Puts an orphan where it waits (a serviced orphan going back, or a user heap).
-void orphan(heap_state *h) noexcept {
+/// Marks `h` orphaned and counts it, before it is put where it waits.
+void mark_orphaned(heap_state *h) noexcept {
   h->status.store(heap_status::orphaned, std::memory_order_relaxed);
   g_orphan_service.store(&service_orphan_step, std::memory_order_release);
   g_orphans_waiting.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// Puts an orphan where it waits (a serviced orphan going back, or a user heap).
+void orphan(heap_state *h) noexcept {
+  mark_orphaned(h);
   (h->thread_heap ? g_orphans : g_orphaned_user_heaps).push(h);
 }
 
@@ -131,9 +136,7 @@ constexpr std::uint64_t hand_off_done = std::uint64_t{1} << 32;
 /// the younger back had the same effect but left the stack empty for a moment to every
 /// other starting thread, which then made a heap of its own.
 void hand_off_thread_heap(heap_state *h) noexcept {
-  h->status.store(heap_status::orphaned, std::memory_order_relaxed);
-  g_orphan_service.store(&service_orphan_step, std::memory_order_release);
-  g_orphans_waiting.fetch_add(1, std::memory_order_relaxed);
+  mark_orphaned(h);
   g_hand_offs.fetch_add(1, std::memory_order_acq_rel);
   // acq_rel: publishes h to whoever takes the slot, and makes `older` (published by its
   // own hand-off) ours to push.

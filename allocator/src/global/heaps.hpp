@@ -13,8 +13,8 @@ namespace ramalloc::detail {
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
 /// Binds a heap to the calling thread (adopting an orphan first: the newest one only when
-/// no other waits); nullptr when out of
-/// memory, or when the thread's exit hook already handed its heap off (thread_exited)
+/// no other waits); nullptr when out of memory, or when the thread's exit hook already
+/// handed its heap off (thread_exited)
 /// unless `even_after_exit` (current_heap(), which must return a heap that lasts).
 /// Called when t_current is null.
 RAMALLOC_SLOW_PATH heap_state *bind_thread(bool even_after_exit = false) noexcept;

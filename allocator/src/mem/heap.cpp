@@ -474,6 +474,12 @@ bool auto_purging(const heap_state *h, std::uint64_t now) noexcept {
          now - h->last_reclaim_ms >= g_options.purge_delay_ms.load(std::memory_order_relaxed);
 }
 
+/// Whether `h` keeps more dirty memory than its cap allows by a budget or more: then a
+/// purge step may purge at once, without waiting for purge_delay.
+bool over_dirty_cap(const heap_state *h, std::uint64_t budget) noexcept {
+  return h->dirty_bytes >= dirty_cap(h, budget) + budget;
+}
+
 /// Whether an auto-purge step would call madvise: dirty spans beyond dirty_cap() by a
 /// budget or more, or a dirty span idle for purge_delay (in both cases only if the heap
 /// holds a slice above its reserve, so the step can purge something).
@@ -482,7 +488,7 @@ bool madvise_owed(const heap_state *h, std::uint64_t now, std::uint64_t budget) 
   if (d == nullptr ||
       h->committed.get() < g_options.reserve.load(std::memory_order_relaxed) + slice_size)
     return false;
-  return h->dirty_bytes >= dirty_cap(h, budget) + budget ||
+  return over_dirty_cap(h, budget) ||
          now - d->freed_at_ms >= g_options.purge_delay_ms.load(std::memory_order_relaxed);
 }
 
@@ -501,7 +507,7 @@ bool maybe_auto_purge(heap_state *h) noexcept {
     return false;
   std::size_t bytes = g_options.purge_budget.load(std::memory_order_relaxed);
   const std::size_t budget = bytes;
-  if (h->dirty_bytes >= dirty_cap(h, bytes) + bytes)
+  if (over_dirty_cap(h, bytes))
     span_purge_front(h, bytes);
   else
     purge_step(h, now, bytes);
