@@ -144,16 +144,13 @@ void *ram_realloc(void *p, size_t size) {
 
 void ram_free(void *p) {
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  if (p != nullptr)
-    free_and_report(p);
+  free_and_report(p); // null: nothing (free_unusual)
 }
 
 void ram_free_sized(void *p, size_t size) {
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  if (p == nullptr)
-    return;
   const free_result r = free_counted(p);
-  if (r != free_result::freed)
+  if (r != free_result::freed) // null included: nothing (free_unusual)
     free_unusual(p, r, /*sized=*/true, size, 0);
 }
 

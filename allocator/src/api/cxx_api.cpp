@@ -37,8 +37,7 @@ void *acquire(std::size_t size, std::size_t align) noexcept {
 
 void discard(void *p) noexcept {
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  if (p != nullptr)
-    free_and_report(p);
+  free_and_report(p); // null: nothing (free_unusual)
 }
 
 std::size_t reclaim(std::size_t budget) noexcept {

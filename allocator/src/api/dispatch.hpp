@@ -46,14 +46,19 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
 }
 
 /// Native allocation: natural alignment (largest power of two <= min(size, 16)).
+/// Sizes up to class_table_max are tested first: their class is one table load, and the
+/// common case makes one comparison.
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max)) {
-    const unsigned cls = class_of(size); // 0 takes the smallest class
-    void *p = heap_alloc_class<true>(h, cls);
-    annotate_acquired(p, size, class_block_size(cls)); // tools: see common/annotate.hpp
-    return p;
-  }
-  return alloc_big(h, size, slice_size);
+  unsigned cls;
+  if (RAMALLOC_LIKELY(size <= class_table_max))
+    cls = class_table[(size + 3) / 4]; // 0 takes the smallest class
+  else if (size <= medium_max)
+    cls = class_of_computed(size);
+  else
+    return alloc_big(h, size, slice_size);
+  void *p = heap_alloc_class<true>(h, cls);
+  annotate_acquired(p, size, class_block_size(cls)); // tools: see common/annotate.hpp
+  return p;
 }
 
 /// malloc-style allocation: C's rule, alignment for any object of the requested size.
@@ -61,13 +66,16 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
 /// multiple of 16); an object of at most 8 bytes needs at most 8, so sizes 0..8 take the
 /// 8-byte class (as in mimalloc, jemalloc, tcmalloc). The 4-byte class is never used.
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
-  if (RAMALLOC_LIKELY(size <= medium_max)) {
-    const std::size_t cls = class_of_from_8(size);
-    void *p = heap_alloc_class<false>(h, cls);
-    annotate_acquired(p, size, class_block_size(cls));
-    return p;
-  }
-  return alloc_big(h, size, slice_size);
+  std::size_t cls;
+  if (RAMALLOC_LIKELY(size <= class_table_max)) // as alloc_native
+    cls = class_table_from_8[(size + 3) / 4];
+  else if (size <= medium_max)
+    cls = class_of_computed(size);
+  else
+    return alloc_big(h, size, slice_size);
+  void *p = heap_alloc_class<false>(h, cls);
+  annotate_acquired(p, size, class_block_size(cls));
+  return p;
 }
 
 /// Aligned allocation; `align` must already be a power of two.
@@ -159,8 +167,11 @@ RAMALLOC_SLOW_PATH inline void report_bad_free(void *p, free_result r) noexcept 
 /// checked mode) is freed or rejected by checked_free; anything else rejected is
 /// reported. `sized`: a sized free (operator delete with a size, free_sized) of `size`
 /// bytes with alignment `align` (0: the malloc rule). Returns whether the block was freed.
+/// A null pointer (which heap_free never frees) is no block: nothing happens.
 RAMALLOC_SLOW_PATH inline bool free_unusual(void *p, free_result r, bool sized = false,
                                             std::size_t size = 0, std::size_t align = 0) noexcept {
+  if (p == nullptr)
+    return false;
   if (r == free_result::other) {
     r = heap_free_other(t_current, p);
     if (r == free_result::freed)

@@ -239,9 +239,9 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
   // A valid link names a block that was handed out before (below the bump index), at a
   // block start, whose live bit is clear: anything else was written by the program.
   bool link_ok = next == nil_offset;
-  if (!link_ok && next < page_bump(pg) * bs && pg->block_index(next) * bs == next) {
-    const std::uint32_t n = pg->block_index(next);
-    link_ok = !bits.is_live(n, std::memory_order_relaxed);
+  if (!link_ok && next < page_bump(pg) * bs) {
+    const page::position at = pg->locate(next);
+    link_ok = at.start && !bits.is_live(at.index, std::memory_order_relaxed);
   }
   if (RAMALLOC_UNLIKELY(!link_ok)) {
     report_page_block(RAM_ERROR_WRITE_AFTER_FREE, b,
@@ -300,9 +300,9 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, 
     return false;
   const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  const bool large = pg->div_magic.load(std::memory_order_relaxed) == 0;
-  const std::uint32_t idx = large ? 0 : pg->block_index(off);
-  if (idx * bs != off) {
+  const page::position at = pg->locate(off);
+  const std::uint32_t idx = at.index;
+  if (!at.start) {
     *out = free_result::interior;
     return true;
   }
@@ -326,7 +326,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, 
     return true;
   }
   owner->class_live[pg->size_class].sub(1);
-  if (large)
+  if (is_large_span(pg))
     release_to_page(owner, pg, p);
   else
     quarantine_push(owner, pg, p);
@@ -349,10 +349,10 @@ bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexc
     return false;
   const auto off = static_cast<std::uint32_t>(p - r->slice_address(r->index_of(pg)));
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  const bool large = pg->div_magic.load(std::memory_order_relaxed) == 0;
-  const std::uint32_t idx = large ? 0 : pg->block_index(off);
+  const page::position at = pg->locate(off);
+  const std::uint32_t idx = at.index;
   *why = free_result::interior;
-  if (idx * bs != off)
+  if (!at.start)
     return false;
   *why = free_result::not_live;
   if (idx >= page_bump(pg))

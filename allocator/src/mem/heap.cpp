@@ -546,7 +546,7 @@ std::uint32_t free_block_mark(const void *p) noexcept {
 }
 
 const char *kind_name(const page *pg) noexcept {
-  if (pg->div_magic.load(std::memory_order_relaxed) == 0)
+  if (is_large_span(pg))
     return "large";
   return pg->slices.load(std::memory_order_relaxed) == 1 ? "small" : "medium";
 }
@@ -607,7 +607,8 @@ void confirm_parked(heap_state *h, std::byte *p) noexcept {
       r->owner.load(std::memory_order_relaxed) == h) {
     const auto off = static_cast<std::uint32_t>(p - pg->start);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-    if (pg->block_index(off) * bs == off && pg->block_index(off) < page_bump(pg) &&
+    const page::position at = pg->locate(off);
+    if (at.start && at.index < page_bump(pg) &&
         annotate_peek32(p + 4) == canary_of(p) && !block_listed(pg, off)) {
       annotate_freed(p, bs);
       annotate_touch_begin(p, 8, bs);
@@ -733,7 +734,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   pg->size_class = large_class;
   pg->block_size.store(bytes, std::memory_order_relaxed);
   pg->capacity.store(1, std::memory_order_relaxed);
-  pg->div_magic.store(0, std::memory_order_relaxed);
+  pg->div_magic.store(large_span_magic, std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
   // A checked large span keeps bump at 0 so its free comes to checked_free.

@@ -241,14 +241,14 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
                                             std::uint32_t off) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
   // Only relaxed atomics are read before the block is known to be live: a wild pointer
-  // may race with the owner reformatting the page. A large span has div_magic 0, so any
-  // offset but 0 fails the start check below. A block at or past the bump index was
-  // never handed out (bump <= capacity, so this also bounds the index).
-  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  const std::uint32_t idx = pg->block_index(off);
-  if (RAMALLOC_UNLIKELY(idx * bs != off))
+  // may race with the owner reformatting the page. A large span's magic makes any offset
+  // but 0 fail the start check below (page::locate). A block at or past the bump index was
+  // never handed out: a block start below bump * block_size was (bump <= capacity, so the
+  // product stays inside the span, below 2^32).
+  if (RAMALLOC_UNLIKELY(!pg->starts_block(off)))
     return free_result::interior;
-  if (RAMALLOC_UNLIKELY(idx >= pg->bump.load(std::memory_order_relaxed)))
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
+  if (RAMALLOC_UNLIKELY(off >= pg->bump.load(std::memory_order_relaxed) * bs))
     return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     const std::uint32_t seen = annotate_peek32(p + 4);
@@ -283,6 +283,9 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
 
 /// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
 /// pages it owns are freed locally, others through their owner's remote word. O(1).
+/// Null is never freed (the callers' out-of-line paths turn it into a no-op, so the fast
+/// path needs no test of its own): granule 0 maps no region (`other`), or a standard OS
+/// region whose slice 0 is its header (`not_live`).
 RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(ptr);
   const std::uintptr_t g = a >> region_shift;

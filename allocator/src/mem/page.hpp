@@ -66,7 +66,9 @@ struct alignas(64) page {
   std::atomic<std::uint32_t> slices{0};   // span length in slices
   std::atomic<page_state> state{page_state::unused};
   std::uint8_t size_class = 0;             // or large_class
-  std::atomic<std::uint64_t> div_magic{0}; // ceil(2^40 / block_size): offset -> index
+  // ceil(2^64 / block_size), large_span_magic for a large span (0: not formatted, no
+  // offset is a block start): offset -> index and the block-start test (locate).
+  std::atomic<std::uint64_t> div_magic{0};
   region *home = nullptr;
   // --- checked mode (mem/checked.cpp); never read on a fast path ---
   // A checked page keeps `bump` at 0, so every free into it fails the fast path's "never
@@ -91,9 +93,26 @@ struct alignas(64) page {
   alignas(64) std::atomic<std::uint64_t> remote{remote_word::empty};
   std::atomic<page *> inbox_next{nullptr};
 
-  /// Index of the block containing byte `offset` (offset < capacity * block_size).
-  std::uint32_t block_index(std::size_t offset) const noexcept {
-    return static_cast<std::uint32_t>((offset * div_magic.load(std::memory_order_relaxed)) >> 40);
+  /// Index of the block containing byte `offset`.
+  std::uint32_t block_index(std::uint32_t offset) const noexcept { return locate(offset).index; }
+  /// Where byte `offset` lies: the index of its block and whether it is that block's
+  /// first byte, from one 64x64->128 multiply (Lemire, Kaser and Kurz, "Faster remainder
+  /// by direct computation", 2019: with c = ceil(2^64 / d) and 32-bit n, n / d is the high
+  /// half of c * n, and d divides n exactly when the low half is below c).
+  struct position {
+    std::uint32_t index;
+    bool start;
+  };
+  position locate(std::uint32_t offset) const noexcept {
+    const std::uint64_t c = div_magic.load(std::memory_order_relaxed);
+    const unsigned __int128 product = static_cast<unsigned __int128>(c) * offset;
+    return {static_cast<std::uint32_t>(product >> 64), static_cast<std::uint64_t>(product) < c};
+  }
+  /// locate(offset).start alone: the low half of the product is one 64-bit multiply,
+  /// which needs no register pair (the free fast path).
+  bool starts_block(std::uint32_t offset) const noexcept {
+    const std::uint64_t c = div_magic.load(std::memory_order_relaxed);
+    return std::uint64_t{offset} * c < c;
   }
 };
 
@@ -114,10 +133,16 @@ inline void set_page_bump(page *pg, std::uint32_t v) noexcept {
     pg->bump.store(v, std::memory_order_relaxed);
 }
 
-/// Exact for offsets below 2^21 (a medium page is at most 2 MiB) and block sizes below
-/// 2^19: the rounding error of the magic times the offset stays under 2^40.
+/// ceil(2^64 / block_size), for block sizes from 2 up: page::locate is exact for every
+/// 32-bit offset.
 constexpr std::uint64_t division_magic(std::uint32_t block_size) {
-  return ((std::uint64_t{1} << 40) + block_size - 1) / block_size;
+  return ~std::uint64_t{0} / block_size + 1;
+}
+/// A large span is one block: c = 1 makes index 0 of every offset and a start of offset 0
+/// only.
+inline constexpr std::uint64_t large_span_magic = 1;
+inline bool is_large_span(const page *pg) noexcept {
+  return pg->div_magic.load(std::memory_order_relaxed) == large_span_magic;
 }
 
 } // namespace ramalloc::detail

@@ -25,6 +25,8 @@ namespace {
 __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool sized = false,
                                                    std::size_t size = 0,
                                                    std::size_t align = 0) noexcept {
+  if (p == nullptr) // free(NULL) comes here: the fast path has no test of its own for it
+    return;
   if (r == free_result::not_live) {
     // Every free into a checked page comes here (its `bump` stays 0): complete it at
     // once rather than through free_unusual, one call less per checked free.
@@ -49,9 +51,7 @@ __attribute__((noinline, cold)) void free_rejected(void *p, free_result r, bool 
 
 RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  if (RAMALLOC_UNLIKELY(p == nullptr))
-    return;
-  const free_result r = free_counted(p);
+  const free_result r = free_counted(p); // never `freed` for null (heap_free)
   if (RAMALLOC_UNLIKELY(r != free_result::freed))
     free_rejected(p, r);
 }
@@ -60,9 +60,7 @@ RAMALLOC_FAST_PATH void free_any(void *p) noexcept {
 /// the out-of-line path, where checked pages compare it with the block's size class.
 RAMALLOC_FAST_PATH void free_any_sized(void *p, std::size_t size, std::size_t align) noexcept {
   annotate_scope in_allocator; // tools: common/annotate.hpp
-  if (RAMALLOC_UNLIKELY(p == nullptr))
-    return;
-  const free_result r = free_counted(p);
+  const free_result r = free_counted(p); // never `freed` for null (heap_free)
   if (RAMALLOC_UNLIKELY(r != free_result::freed))
     free_rejected(p, r, true, size, align);
 }
