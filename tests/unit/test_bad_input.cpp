@@ -158,8 +158,15 @@ TEST_F(BadInput, FreeOfNullDoesNothing) {
   void *live = ram_malloc(32);
   const ram_stats before = ramalloc::get_stats();
   ram_free(nullptr);
+  ram_free_sized(nullptr, 32);
   ram_discard(nullptr);
   ramalloc::discard(nullptr);
+  // The malloc family and operator delete (ramalloc's own in the override build): null
+  // takes the fast path's page-map lookup and ends on the out-of-line path as a no-op.
+  std::free(nullptr);
+  ::operator delete(nullptr);
+  ::operator delete(nullptr, std::size_t{32});
+  ::operator delete[](nullptr);
   const ram_stats after = ramalloc::get_stats();
   EXPECT_EQ(after.live_blocks, before.live_blocks);
   EXPECT_EQ(after.live_bytes, before.live_bytes);
