@@ -135,8 +135,13 @@ void heap_init(heap_state *h) noexcept;
 /// Sets up a static-buffer heap; returns a reason on failure, nullptr on success.
 const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noexcept;
 
+/// An allocation of class `cls` whose current page has no free block. Out of line but
+/// not cold: its first part, the extension of the current page, runs once per OS page of
+/// never-used blocks (once per block from 4 KiB up); the rest (the next page, debt and
+/// auto purge) is a cold function of its own.
+__attribute__((noinline)) void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
+
 /// Allocation of class `cls` (the fast path): pops the current page's free list.
-RAMALLOC_SLOW_PATH void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
 
 template <bool MayBeTiny>
 RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexcept {
