@@ -364,7 +364,7 @@ bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexc
   }
   if (bs == 4)
     return true; // no canary: cannot tell
-  if (annotate_peek32(p + 4) != canary_of(p))
+  if (annotate_peek32(p + 4) != canary_of(pg, p))
     return true;
   // The canary is a hint: its owner decides exactly; another thread cannot walk the
   // page's lists, and the free that follows is confirmed by the owner (free_marked).

@@ -55,6 +55,8 @@ void format_page(page *pg, unsigned cls) noexcept {
   pg->capacity.store(static_cast<std::uint32_t>(std::size_t{slices} * slice_size / bs),
                      std::memory_order_relaxed);
   pg->div_magic.store(division_magic(bs), std::memory_order_relaxed);
+  pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
+                       std::memory_order_relaxed);
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
   pg->used = 0;
@@ -161,7 +163,7 @@ __attribute__((noinline)) void extend_page(page *pg) noexcept {
     // A threaded block is free: it carries the canary (the key loaded once), so a free of
     // it (a pointer to a block never handed out) is caught as a double free instead of
     // listing it twice.
-    const auto key = static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed));
+    const std::uint32_t key = pg->canary_key.load(std::memory_order_relaxed);
     thread_blocks(start, first, last, bs, [key](std::byte *b, std::uint32_t link) {
       const std::uint32_t mark = canary_of(b, key);
       __builtin_memcpy(b, &link, sizeof link);
@@ -552,7 +554,9 @@ void auto_purge_on_discard(heap_state *h) noexcept {
 } // namespace
 
 std::uint32_t free_block_mark(const void *p) noexcept {
-  return canary_of(p);
+  const region *r = region_of(p);
+  const page *pg = r != nullptr && r->kind != region_kind::huge ? span_of(r, p) : nullptr;
+  return pg != nullptr ? canary_of(pg, p) : 0;
 }
 
 const char *kind_name(const page *pg) noexcept {
@@ -619,7 +623,7 @@ void confirm_parked(heap_state *h, std::byte *p) noexcept {
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const page::position at = pg->locate(off);
     if (at.start && at.index < page_bump(pg) &&
-        annotate_peek32(p + 4) == canary_of(p) && !block_listed(pg, off)) {
+        annotate_peek32(p + 4) == canary_of(pg, p) && !block_listed(pg, off)) {
       annotate_freed(p, bs);
       annotate_touch_begin(p, 8, bs);
       free_local(h, pg, p, off);
@@ -799,6 +803,8 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   pg->block_size.store(bytes, std::memory_order_relaxed);
   pg->capacity.store(1, std::memory_order_relaxed);
   pg->div_magic.store(large_span_magic, std::memory_order_relaxed);
+  pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
+                       std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
   // A checked large span keeps bump at 0 so its free comes to checked_free.

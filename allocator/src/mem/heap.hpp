@@ -189,12 +189,15 @@ extern std::atomic<std::uint64_t> g_canary_key;
 /// key, so user data equal to it by chance is a 1-in-2^32 event. A hint only (free_marked
 /// confirms it), so any value will do, 0 included: the one address in 2^32 whose canary
 /// is 0 only makes a never-written block's free take the confirmation walk.
-/// `key` is g_canary_key's value (loaded once by a loop that marks many blocks).
+/// `key` is the page's canary_key (copied from g_canary_key when the page is formatted,
+/// so every block of a page has the key its frees check, even across the one change of
+/// g_canary_key at start-up).
 RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p, std::uint32_t key) noexcept {
   return static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(p)) ^ key;
 }
-RAMALLOC_FAST_PATH std::uint32_t canary_of(const void *p) noexcept {
-  return canary_of(p, static_cast<std::uint32_t>(load_relaxed(g_canary_key)));
+/// The canary of block `p` of page `pg`.
+RAMALLOC_FAST_PATH std::uint32_t canary_of(const page *pg, const void *p) noexcept {
+  return canary_of(p, pg->canary_key.load(std::memory_order_relaxed));
 }
 
 // Out-of-line parts of a free. Not marked cold: GCC would then treat the whole local
@@ -257,7 +260,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     return free_result::not_live;
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     const std::uint32_t seen = annotate_peek32(p + 4);
-    const std::uint32_t mark = canary_of(p);
+    const std::uint32_t mark = canary_of(pg, p);
     if (RAMALLOC_UNLIKELY(seen == mark))
       return free_result::marked;
     // Tools learn of the free before the block can reach another thread.

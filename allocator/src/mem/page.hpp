@@ -66,6 +66,9 @@ struct alignas(64) page {
   std::atomic<std::uint32_t> slices{0};   // span length in slices
   std::atomic<page_state> state{page_state::unused};
   std::uint8_t size_class = 0;             // or large_class
+  // The key of its free blocks' canaries (g_canary_key's low half when the page was
+  // formatted; mem/heap.hpp, canary_of): read from the line a free has loaded already.
+  std::atomic<std::uint32_t> canary_key{0};
   // ceil(2^64 / block_size), large_span_magic for a large span (0: not formatted, no
   // offset is a block start): offset -> index and the block-start test (locate).
   std::atomic<std::uint64_t> div_magic{0};
