@@ -194,13 +194,6 @@ bool has_listed_block(const page *pg) noexcept {
          remote_word::count(pg->remote.load(std::memory_order_relaxed)) != 0;
 }
 
-/// Before the front page of a class extends by bump (touching memory never used), the
-/// freed blocks of another page go first: the front page moves to the back of the list
-/// (it keeps its room for later) when it has no freed block and the page behind it, or
-/// the last one (where pages settled from the inbox arrive), has some. Without this, a
-/// heap adopted with many partly freed pages grew its current pages to their capacity
-/// while the others' free blocks waited (thread-churn: about half the pages' bumped
-/// bytes were free). O(1): two pages are looked at.
 /// rotate_for_reuse's turn for front page `pg`, which has room and no freed block: +1 when
 /// the page behind it has freed blocks (`pg` goes to the back), -1 when the last page has
 /// (it comes to the front), 0 when neither has.
@@ -214,6 +207,13 @@ int reuse_turn(const heap_state *h, const page *pg) noexcept {
   return last != pg && reusable(last) ? -1 : 0;
 }
 
+/// Before the front page of a class extends by bump (touching memory never used), the
+/// freed blocks of another page go first: the front page moves to the back of the list
+/// (it keeps its room for later) when it has no freed block and the page behind it, or
+/// the last one (where pages settled from the inbox arrive), has some. Without this, a
+/// heap adopted with many partly freed pages grew its current pages to their capacity
+/// while the others' free blocks waited (thread-churn: about half the pages' bumped
+/// bytes were free). O(1): two pages are looked at.
 bool rotate_for_reuse(heap_state *h, page *pg) noexcept {
   // An exhausted page (no room either) is not rotated: refill fails and drops it.
   if (has_listed_block(pg) || pg->checked.load(std::memory_order_relaxed) ||

@@ -137,12 +137,11 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
 
 /// An allocation of class `cls` whose current page has no free block. Out of line but
 /// not cold: its first part, the extension of the current page, runs once per OS page of
-/// never-used blocks (once per block from 4 KiB up); the rest (the next page, debt and
+/// never-used blocks (once per block above 2 KiB); the rest (the next page, debt and
 /// auto purge) is a cold function of its own.
 __attribute__((noinline)) void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
 
 /// Allocation of class `cls` (the fast path): pops the current page's free list.
-
 template <bool MayBeTiny>
 RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexcept {
   page *pg = h->current[cls];
@@ -292,8 +291,9 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
 /// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
 /// pages it owns are freed locally, others through their owner's remote word. O(1).
 /// Null is never freed (the callers' out-of-line paths turn it into a no-op, so the fast
-/// path needs no test of its own): granule 0 maps no region (`other`), or a standard OS
-/// region whose slice 0 is its header (`not_live`).
+/// path needs no test of its own): no standard OS region lies in granule 0 (one would
+/// have to start at address 0), so null is `other`, whether granule 0 maps nothing or a
+/// static-buffer region.
 RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(ptr);
   const std::uintptr_t g = a >> region_shift;

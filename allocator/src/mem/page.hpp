@@ -69,8 +69,9 @@ struct alignas(64) page {
   // The key of its free blocks' canaries (g_canary_key's low half when the page was
   // formatted; mem/heap.hpp, canary_of): read from the line a free has loaded already.
   std::atomic<std::uint32_t> canary_key{0};
-  // ceil(2^64 / block_size), large_span_magic for a large span (0: not formatted, no
-  // offset is a block start): offset -> index and the block-start test (locate).
+  // ceil(2^64 / block_size), large_span_magic for a large span (0 in a descriptor never
+  // formatted: no offset is a block start; a span being formatted again still holds its
+  // previous life's magic): offset -> index and the block-start test (locate).
   std::atomic<std::uint64_t> div_magic{0};
   region *home = nullptr;
   // --- checked mode (mem/checked.cpp); never read on a fast path ---
