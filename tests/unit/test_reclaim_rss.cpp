@@ -142,8 +142,8 @@ TEST(ReclaimRss, ReclaimStepsAloneReturnRssAfterPurgeDelayPurgingAtMostPurgeBudg
   const std::size_t after_free = resident_bytes();
 
   // Pay debt in small steps, as an event loop would, until RSS is back or a generous
-  // deadline passes. Waiting here is the specified behaviour: nothing may be purged
-  // before it has been idle for purge_delay.
+  // deadline passes. Waiting here is the specified behaviour: memory beyond the dirty cap
+  // goes back at once, what the cap keeps only once it has been idle for purge_delay.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   std::size_t steps = 0, purging_steps = 0, max_step = 0, total_purged = 0;
   std::size_t now_rss = after_free;
