@@ -12,6 +12,13 @@
 #include <cerrno>
 #include <climits>
 #include <set>
+#include <vector>
+
+namespace ramalloc::detail {
+#if defined(RAMALLOC_DEBUG)
+extern void (*g_format_test_hook)(const std::byte *span_start) noexcept;
+#endif
+} // namespace ramalloc::detail
 
 using namespace ramalloc_test;
 
@@ -346,6 +353,50 @@ TEST_F(BadInput, FreeIntoTheSlicesOfAFreedOrSplitSpanIsReportedAndChangesNothing
   for (std::size_t off : {std::size_t{0}, 64 * KiB, 2 * MiB - 16})
     expect_rejected(b + off);
 }
+
+#if defined(RAMALLOC_DEBUG)
+const std::byte *g_formatted_span = nullptr;
+std::byte *g_racing_free = nullptr;
+bool g_raced = false;
+
+TEST_F(BadInput, AFreeRacingAPagesFormatIsRejectedNotCheckedAgainstItsPreviousBumpIndex) {
+  // A free from another thread may read a page's descriptor while its owner formats it
+  // for another class. One that sees the new block size and magic must also see the new
+  // bump index (0), or a block start of the new shape below the previous life's bump
+  // index is taken for a block handed out. A debug hook runs right after the new shape
+  // is stored, and frees such a block there.
+  ramalloc::heap zone;
+  ramalloc::heap_scope scope(zone);
+  std::vector<void *> blocks;
+  for (int i = 0; i < 1000; ++i) // 48-byte blocks: the page's bump index passes 1000
+    blocks.push_back(ramalloc::acquire(48));
+  const auto *span = reinterpret_cast<const std::byte *>(
+      reinterpret_cast<std::uintptr_t>(blocks[0]) & ~std::uintptr_t{64 * KiB - 1});
+  for (void *p : blocks)
+    ramalloc::discard(p);
+  zone.flush(); // the empty page goes back to the span bins, resident
+  g_formatted_span = span;
+  g_racing_free = const_cast<std::byte *>(span) + 4 * KiB; // block 1 of a 4 KiB page
+  g_raced = false;
+  ramalloc::detail::g_format_test_hook = [](const std::byte *start) noexcept {
+    if (start != g_formatted_span)
+      return;
+    ramalloc::detail::g_format_test_hook = nullptr;
+    g_raced = true;
+    ramalloc::discard(g_racing_free);
+  };
+  void *fresh = ramalloc::acquire(4 * KiB); // a fresh page for the 4 KiB class
+  ramalloc::detail::g_format_test_hook = nullptr;
+  ASSERT_TRUE(g_raced) << "set-up: the 4 KiB page did not reuse the 48-byte page's span";
+  expect_one_report(RAM_ERROR_INVALID_FREE, g_racing_free);
+  // The page hands out each of its 16 blocks once, the raced one included.
+  std::set<void *> seen{fresh};
+  for (int i = 1; i < 16; ++i)
+    EXPECT_TRUE(seen.insert(ramalloc::acquire(4 * KiB)).second) << "a block handed out twice";
+  EXPECT_TRUE(seen.count(g_racing_free)) << "the raced block is handed out like the others";
+  zone.release_all();
+}
+#endif
 
 TEST_F(BadInput, FreeOfABlockThePageNeverHandedOutIsReportedAndNeverHandedOutTwice) {
   // A fresh page threads its blocks lazily: beyond the first extension nothing has been

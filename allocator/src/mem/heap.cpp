@@ -50,18 +50,27 @@ void avail_remove(heap_state *h, page *pg) noexcept {
 void format_page(page *pg, unsigned cls) noexcept {
   const auto bs = static_cast<std::uint32_t>(class_block_size(cls));
   const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
+  // The bump index goes to 0 before the new shape is stored: a free racing the format
+  // (a stale or wild pointer from another thread) reads the magic, then the block size,
+  // then the bump index, so one that sees any of the new shape sees bump 0 and is
+  // rejected, never accepted against the previous life's bump (release stores here, the
+  // free's magic load is acquire: page::starts_block). The span's state is published last.
+  pg->bump.store(0, std::memory_order_relaxed);
+  pg->checked_bump.store(0, std::memory_order_relaxed);
   pg->size_class = static_cast<std::uint8_t>(cls);
-  pg->block_size.store(bs, std::memory_order_relaxed);
+  pg->block_size.store(bs, std::memory_order_release);
   pg->capacity.store(static_cast<std::uint32_t>(std::size_t{slices} * slice_size / bs),
                      std::memory_order_relaxed);
-  pg->div_magic.store(division_magic(bs), std::memory_order_relaxed);
+  pg->div_magic.store(division_magic(bs), std::memory_order_release);
+#if defined(RAMALLOC_DEBUG)
+  if (g_format_test_hook != nullptr)
+    g_format_test_hook(pg->start);
+#endif
   pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
                        std::memory_order_relaxed);
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
   pg->used = 0;
-  pg->bump.store(0, std::memory_order_relaxed);
-  pg->checked_bump.store(0, std::memory_order_relaxed);
   pg->checked.store(checked_mode() &&
                         checked_format(pg->home, pg, pg->capacity.load(std::memory_order_relaxed)),
                     std::memory_order_relaxed);
@@ -810,10 +819,11 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
     return nullptr;
   }
   const std::uint32_t bytes = n * static_cast<std::uint32_t>(slice_size);
+  pg->bump.store(0, std::memory_order_relaxed); // before the shape, as in format_page
   pg->size_class = large_class;
-  pg->block_size.store(bytes, std::memory_order_relaxed);
+  pg->block_size.store(bytes, std::memory_order_release);
   pg->capacity.store(1, std::memory_order_relaxed);
-  pg->div_magic.store(large_span_magic, std::memory_order_relaxed);
+  pg->div_magic.store(large_span_magic, std::memory_order_release);
   pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
                        std::memory_order_relaxed);
   pg->free_head = pg->local_free_head = nil_offset;
@@ -882,6 +892,7 @@ void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t o
 
 #if defined(RAMALLOC_DEBUG)
 void (*g_huge_release_test_hook)(void *p) noexcept = nullptr;
+void (*g_format_test_hook)(const std::byte *span_start) noexcept = nullptr;
 #endif
 
 free_result heap_free_huge(region *r, void *p) noexcept {

@@ -218,6 +218,8 @@ free_result huge_release(region *r, void *p) noexcept;
 #if defined(RAMALLOC_DEBUG)
 /// Tests only: called by huge_release between its checks and its claim.
 extern void (*g_huge_release_test_hook)(void *p) noexcept;
+/// Tests only: called by format_page once the new shape (block size, magic) is stored.
+extern void (*g_format_test_hook)(const std::byte *span_start) noexcept;
 #endif
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;

@@ -113,9 +113,12 @@ struct alignas(64) page {
     return {static_cast<std::uint32_t>(product >> 64), static_cast<std::uint64_t>(product) < c};
   }
   /// locate(offset).start alone: the low half of the product is one 64-bit multiply,
-  /// which needs no register pair (the free fast path).
+  /// which needs no register pair (the free fast path). The magic is loaded with acquire
+  /// (a plain load on x86-64): a free that sees a new format's magic also sees the bump
+  /// index of 0 and the block size stored before it (format_page), never the previous
+  /// life's bump.
   bool starts_block(std::uint32_t offset) const noexcept {
-    const std::uint64_t c = div_magic.load(std::memory_order_relaxed);
+    const std::uint64_t c = div_magic.load(std::memory_order_acquire);
     return std::uint64_t{offset} * c < c;
   }
 };
