@@ -47,27 +47,34 @@ void avail_remove(heap_state *h, page *pg) noexcept {
   sync_current(h, cls);
 }
 
-void format_page(page *pg, unsigned cls) noexcept {
-  const auto bs = static_cast<std::uint32_t>(class_block_size(cls));
-  const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
-  // The bump index goes to 0 before the new shape is stored: a free racing the format
-  // (a stale or wild pointer from another thread) reads the magic, then the block size,
-  // then the bump index, so one that sees any of the new shape sees bump 0 and is
-  // rejected, never accepted against the previous life's bump (release stores here, the
-  // free's magic load is acquire: page::starts_block). The span's state is published last.
+/// Stores the shape of a span formatted again (a page of class `cls`, or a large span):
+/// its bump index goes to 0 before the rest. A free racing the format (a stale or wild
+/// pointer from another thread) reads the magic, then the block size, then the bump
+/// index, so one that sees any of the new shape sees bump 0 and is rejected, never
+/// accepted against the previous life's bump (release stores here, the free's magic load
+/// is acquire: page::starts_block). The caller publishes the span's state last.
+void store_shape(page *pg, std::uint8_t cls, std::uint32_t bs, std::uint32_t capacity,
+                 std::uint64_t magic) noexcept {
   pg->bump.store(0, std::memory_order_relaxed);
   pg->checked_bump.store(0, std::memory_order_relaxed);
-  pg->size_class = static_cast<std::uint8_t>(cls);
+  pg->size_class = cls;
+  pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
+                       std::memory_order_relaxed);
   pg->block_size.store(bs, std::memory_order_release);
-  pg->capacity.store(static_cast<std::uint32_t>(std::size_t{slices} * slice_size / bs),
-                     std::memory_order_relaxed);
-  pg->div_magic.store(division_magic(bs), std::memory_order_release);
+  pg->capacity.store(capacity, std::memory_order_relaxed);
+  pg->div_magic.store(magic, std::memory_order_release);
 #if defined(RAMALLOC_DEBUG)
   if (g_format_test_hook != nullptr)
     g_format_test_hook(pg->start);
 #endif
-  pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
-                       std::memory_order_relaxed);
+}
+
+void format_page(page *pg, unsigned cls) noexcept {
+  const auto bs = static_cast<std::uint32_t>(class_block_size(cls));
+  const std::uint32_t slices = pg->slices.load(std::memory_order_relaxed);
+  store_shape(pg, static_cast<std::uint8_t>(cls), bs,
+              static_cast<std::uint32_t>(std::size_t{slices} * slice_size / bs),
+              division_magic(bs));
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
   pg->used = 0;
@@ -571,11 +578,16 @@ void auto_purge_on_discard(heap_state *h) noexcept {
     owe_acquires(h);
 }
 
+/// The in-use span holding `p` (small, medium or large), or nullptr. O(1).
+page *span_holding(const void *p) noexcept {
+  const region *r = region_of(p);
+  return r != nullptr && r->kind != region_kind::huge ? span_of(r, p) : nullptr;
+}
+
 } // namespace
 
 std::uint32_t free_block_mark(const void *p) noexcept {
-  const region *r = region_of(p);
-  const page *pg = r != nullptr && r->kind != region_kind::huge ? span_of(r, p) : nullptr;
+  const page *pg = span_holding(p);
   return pg != nullptr ? canary_of(pg, p) : 0;
 }
 
@@ -635,10 +647,9 @@ bool park(heap_state *owner, std::byte *p) noexcept {
 /// freed; a block on a free list, or one whose canary is gone (handed out again since:
 /// the first free put it back), or one whose page has gone, was already free.
 void confirm_parked(heap_state *h, std::byte *p) noexcept {
-  region *r = region_of(p);
-  page *pg = r != nullptr && r->kind != region_kind::huge ? span_of(r, p) : nullptr;
+  page *pg = span_holding(p);
   if (pg != nullptr && !pg->checked.load(std::memory_order_relaxed) &&
-      r->owner.load(std::memory_order_relaxed) == h) {
+      pg->home->owner.load(std::memory_order_relaxed) == h) {
     const auto off = static_cast<std::uint32_t>(p - pg->start);
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const page::position at = pg->locate(off);
@@ -740,19 +751,15 @@ bool extends_at_once(const heap_state *h, const page *pg) noexcept {
 }
 
 /// Hands out the block at `pg`'s bump index without threading it (a class whose
-/// extension is one block: threading would write its link only for the pop to read it).
-/// What a pop of a threaded block leaves: canary word cleared, counters up.
+/// extension is one block: threading would write its link only for the pop to read it),
+/// as a pop of a threaded block would (hand_out).
 void *bump_one(heap_state *h, page *pg, unsigned cls) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
   std::byte *b = pg->start + std::size_t{bump} * bs;
-  annotate_touch_begin(b, 8, bs);
-  __builtin_memset(b + 4, 0, 4);
-  annotate_touch_end(b, 8, bs);
   pg->bump.store(bump + 1, std::memory_order_relaxed);
-  ++pg->used;
-  h->class_live[cls].add(1);
-  return b;
+  annotate_touch_begin(b, 8, bs);
+  return hand_out<false>(h, pg, cls, b); // no 4-byte class: its blocks are threaded
 }
 
 /// heap_alloc_slow's cold part: the class's next page, after the debt and auto purge its
@@ -819,13 +826,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
     return nullptr;
   }
   const std::uint32_t bytes = n * static_cast<std::uint32_t>(slice_size);
-  pg->bump.store(0, std::memory_order_relaxed); // before the shape, as in format_page
-  pg->size_class = large_class;
-  pg->block_size.store(bytes, std::memory_order_release);
-  pg->capacity.store(1, std::memory_order_relaxed);
-  pg->div_magic.store(large_span_magic, std::memory_order_release);
-  pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
-                       std::memory_order_relaxed);
+  store_shape(pg, large_class, bytes, 1, large_span_magic);
   pg->free_head = pg->local_free_head = nil_offset;
   pg->used = 1;
   // A checked large span keeps bump at 0 so its free comes to checked_free.

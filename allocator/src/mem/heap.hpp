@@ -141,6 +141,21 @@ const char *heap_init_static(heap_state *h, void *buffer, std::size_t size) noex
 /// auto purge) is a cold function of its own.
 __attribute__((noinline)) void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept;
 
+/// Hands out block `b` of page `pg` (class `cls`), whose first 8 bytes the caller has
+/// opened to the tools (annotate_touch_begin): clears its canary word, closes them again
+/// and counts the block.
+template <bool MayBeTiny>
+RAMALLOC_FAST_PATH void *hand_out(heap_state *h, page *pg, std::size_t cls, std::byte *b) noexcept {
+  // Bytes 4..7 hold the double-free canary while a block is free; clear it so a block
+  // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
+  if (!MayBeTiny || RAMALLOC_LIKELY(cls != 0))
+    __builtin_memset(b + 4, 0, 4);
+  annotate_touch_end(b, 8, class_block_size(cls));
+  ++pg->used;
+  h->class_live[cls].add(1);
+  return b;
+}
+
 /// Allocation of class `cls` (the fast path): pops the current page's free list.
 template <bool MayBeTiny>
 RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexcept {
@@ -153,14 +168,7 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexce
   std::uint32_t next;
   __builtin_memcpy(&next, b, sizeof next);
   pg->free_head = next;
-  // Bytes 4..7 hold the double-free canary while a block is free; clear it so a block
-  // the user never writes is not mistaken for a freed one. The 4-byte class has no room.
-  if (!MayBeTiny || RAMALLOC_LIKELY(cls != 0))
-    __builtin_memset(b + 4, 0, 4);
-  annotate_touch_end(b, 8, class_block_size(cls));
-  ++pg->used;
-  h->class_live[cls].add(1);
-  return b;
+  return hand_out<MayBeTiny>(h, pg, cls, b);
 }
 
 /// Large spans (one block) and huge mappings; `align` is a power of two. `zeroed`: see
@@ -249,8 +257,9 @@ RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
 RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page *pg, void *ptr,
                                             std::uint32_t off) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
-  // Only relaxed atomics are read before the block is known to be live: a wild pointer
-  // may race with the owner reformatting the page. A large span's magic makes any offset
+  // Only atomics are read before the block is known to be live (relaxed, but the magic:
+  // acquire, so a free that sees a new format's shape sees its bump index of 0): a wild
+  // pointer may race with the owner reformatting the page (format_page). A large span's magic makes any offset
   // but 0 fail the start check below (page::locate). A block at or past the bump index was
   // never handed out: a block start below bump * block_size was (bump <= capacity, so the
   // product stays inside the span, below 2^32).
