@@ -42,6 +42,18 @@ inline T load_relaxed(const std::atomic<T> &a) noexcept {
 #endif
 }
 
+/// Asks for the cache line at `p` in a state that can be written (x86-64: PREFETCHW, a
+/// no-op on processors without it), so a later load and store of it need not wait for
+/// another core to give it up. Never faults, whatever `p` is: the fast paths prefetch
+/// addresses they have not validated.
+RAMALLOC_FAST_PATH void prefetch_for_write(const void *p) noexcept {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*static_cast<const char *>(p)));
+#else
+  __builtin_prefetch(p, 1);
+#endif
+}
+
 /// A spin-wait hint for the few bounded retries that wait on another thread mid-change
 /// (the error handler's sequence lock, an orphan between its two places).
 inline void spin_pause() noexcept {

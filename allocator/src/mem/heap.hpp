@@ -168,6 +168,7 @@ RAMALLOC_FAST_PATH void *heap_alloc_class(heap_state *h, std::size_t cls) noexce
   std::uint32_t next;
   __builtin_memcpy(&next, b, sizeof next);
   pg->free_head = next;
+  prefetch_for_write(pg->start + next);
   return hand_out<MayBeTiny>(h, pg, cls, b);
 }
 
