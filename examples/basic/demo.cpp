@@ -189,9 +189,10 @@ int main() {
   const ramalloc::options opts = ramalloc::get_options();
   std::printf("ramalloc demo: acquire / discard / reclaim / flush / query across two threads\n");
   std::printf("options: purge_delay_ms=%" PRIu64 " purge_budget=%s reserve=%s page_cache=%u "
-              "debt_slice=%u\n",
+              "debt_slice=%u debt_interval=%u\n",
               opts.purge_delay_ms, human_bytes(opts.purge_budget).c_str(),
-              human_bytes(opts.reserve).c_str(), opts.page_cache, opts.debt_slice);
+              human_bytes(opts.reserve).c_str(), opts.page_cache, opts.debt_slice,
+              opts.debt_interval);
 
   const ramalloc::stats at_start = ramalloc::get_stats();
   ramalloc::heap &heap_a = ramalloc::current_heap();

@@ -24,6 +24,7 @@ using mode = ramalloc::options::on_invalid_mode;
 bool same(const ramalloc::options &a, const ramalloc::options &b) {
   return a.purge_delay_ms == b.purge_delay_ms && a.purge_budget == b.purge_budget &&
          a.reserve == b.reserve && a.page_cache == b.page_cache && a.debt_slice == b.debt_slice &&
+         a.debt_interval == b.debt_interval &&
          a.verbose == b.verbose && a.auto_purge == b.auto_purge && a.on_invalid == b.on_invalid;
 }
 
@@ -74,6 +75,9 @@ TEST_F(Options, MalformedValuesOfEveryOptionAreRejectedAndChangeNothing) {
       {"RAMALLOC_PAGE_CACHE", "4294967296"},
       {"RAMALLOC_DEBT_SLICE", "two"},
       {"RAMALLOC_DEBT_SLICE", "99999999999"},
+      {"RAMALLOC_DEBT_INTERVAL", "0"},
+      {"RAMALLOC_DEBT_INTERVAL", "1025"},
+      {"RAMALLOC_DEBT_INTERVAL", "often"},
       {"RAMALLOC_VERBOSE", "maybe"},
       {"RAMALLOC_ON_INVALID", "explode"},
       {"RAMALLOC_ON_INVALID", ""},
@@ -114,6 +118,7 @@ TEST_F(Options, WellFormedValuesAreAppliedWithoutReports) {
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_RESERVE", "0"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_PAGE_CACHE", "9"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_DEBT_SLICE", "3"));
+  EXPECT_TRUE(ramalloc::set_option("RAMALLOC_DEBT_INTERVAL", "16"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_VERBOSE", "1"));
   EXPECT_EQ(ram_set_option("RAMALLOC_ON_INVALID", "ignore"), 0);
   const ramalloc::options o = ramalloc::get_options();
@@ -122,6 +127,7 @@ TEST_F(Options, WellFormedValuesAreAppliedWithoutReports) {
   EXPECT_EQ(o.reserve, 0u);
   EXPECT_EQ(o.page_cache, 9u);
   EXPECT_EQ(o.debt_slice, 3u);
+  EXPECT_EQ(o.debt_interval, 16u);
   EXPECT_TRUE(o.verbose);
   EXPECT_EQ(o.on_invalid, mode::ignore);
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_VERBOSE", "0"));
@@ -140,6 +146,7 @@ TEST_F(Options, SetOptionsReplacesEveryOption) {
   o.reserve = 0;
   o.page_cache = 1;
   o.debt_slice = 7;
+  o.debt_interval = 9;
   o.verbose = true;
   o.on_invalid = mode::ignore;
   ramalloc::set_options(o);
@@ -169,6 +176,8 @@ TEST_F(Options, SetOptionsRejectsEveryValueOutOfTheDocumentedRangeAndChangesNoth
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 0; }},
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 65; }},
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 4000000000u; }},
+      {"RAMALLOC_DEBT_INTERVAL", [](ramalloc::options &o) { o.debt_interval = 0; }},
+      {"RAMALLOC_DEBT_INTERVAL", [](ramalloc::options &o) { o.debt_interval = 1025; }},
       {"RAMALLOC_ON_INVALID", [](ramalloc::options &o) { o.on_invalid = static_cast<mode>(7); }},
   };
   const ramalloc::options before = ramalloc::get_options();
@@ -190,12 +199,14 @@ TEST_F(Options, SetOptionsAcceptsTheEdgesOfEveryRange) {
   o.reserve = 512 * MiB;
   o.page_cache = 1024;
   o.debt_slice = 64;
+  o.debt_interval = 1024;
   EXPECT_TRUE(ramalloc::set_options(o));
   EXPECT_TRUE(same(ramalloc::get_options(), o));
   o.purge_delay_ms = 0;
   o.reserve = 0;
   o.page_cache = 0;
   o.debt_slice = 1;
+  o.debt_interval = 1;
   EXPECT_TRUE(ramalloc::set_options(o));
   EXPECT_TRUE(same(ramalloc::get_options(), o));
   EXPECT_EQ(errors.count(), 0u);
@@ -241,6 +252,7 @@ std::string line_for(const ramalloc::options &o) {
   return "options: purge_delay_ms=" + std::to_string(o.purge_delay_ms) +
          " purge_budget=" + std::to_string(o.purge_budget) +
          " page_cache=" + std::to_string(o.page_cache) +
+         " debt_interval=" + std::to_string(o.debt_interval) +
          " auto_purge=" + std::to_string(o.auto_purge) + ";";
 }
 
@@ -257,11 +269,12 @@ TEST(OptionsChild, DISABLED_PrintsTheOptionsItStartedWith) {
 
 TEST(OptionsFromEnvironment, VariablesSetTheOptionsAtStartup) {
   const child_result child = run_child("RAMALLOC_PURGE_DELAY_MS=777 RAMALLOC_PURGE_BUDGET=2097152 "
-                                       "RAMALLOC_PAGE_CACHE=9");
+                                       "RAMALLOC_PAGE_CACHE=9 RAMALLOC_DEBT_INTERVAL=32");
   ramalloc::options expected;
   expected.purge_delay_ms = 777;
   expected.purge_budget = 2097152;
   expected.page_cache = 9;
+  expected.debt_interval = 32;
   EXPECT_EQ(child.status, 0) << child.output;
   EXPECT_NE(child.output.find(line_for(expected)), std::string::npos) << child.output;
 }

@@ -55,9 +55,11 @@ TEST(PageReuse, ABlockFreedInAFullPageIsHandedOutBeforeTheCurrentPageExtends) {
 
 TEST(PageReuse, ABlockFreedRemotelyIntoAFullPageIsHandedOutBeforeTheCurrentPageExtends) {
   // The full page's inbox entry waits behind other debt: the slow path's back-pressure
-  // slice pays that first, and the class would grow past the freed block without more.
+  // slice pays that first (on its turn: every slow path with an interval of 1), and the
+  // class would grow past the freed block without more.
   ramalloc::options saved = ramalloc::get_options(), o = saved;
   o.debt_slice = 2;
+  o.debt_interval = 1;
   ramalloc::set_options(o);
   ramalloc::heap zone;
   std::vector<void *> ahead, full, current;

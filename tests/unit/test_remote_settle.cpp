@@ -68,3 +68,108 @@ TEST(RemoteSettle, BlocksFreedRemotelyWhileBothLocalListsAreBusyStayInCirculatio
   }
   EXPECT_EQ(zone.get_stats().live_blocks, 0u);
 }
+
+// --- back-pressure (RAMALLOC_DEBT_INTERVAL) ---------------------------------------------
+
+namespace {
+
+/// A heap whose inbox holds `waiting` entries (large blocks freed by another thread: one
+/// entry each, nothing another class could reuse) and whose class of 512-byte blocks
+/// spans `pages` full pages with one locally freed block each: from then on every
+/// acquire of that class takes the slow path once (its current page has just run out)
+/// and moves to the next page, which holds a freed block, so no acquire grows the class
+/// and none settles before growth.
+struct inbox_fixture {
+  static constexpr std::size_t small = 512, per_small_page = 64 * KiB / small;
+  ramalloc::heap zone;
+  std::vector<void *> blocks, large, taken;
+
+  inbox_fixture(std::size_t waiting, std::size_t pages) {
+    blocks.reserve(pages * per_small_page);
+    large.reserve(waiting);
+    taken.reserve(pages + 16); // slow_path() pushes too: no harness allocation in the zone
+    {
+      ramalloc::heap_scope scope(zone);
+      for (std::size_t i = 0; i < waiting; ++i)
+        large.push_back(ramalloc::acquire(300 * KiB));
+      for (std::size_t i = 0; i < pages * per_small_page; ++i)
+        blocks.push_back(ramalloc::acquire(small));
+      for (std::size_t i = 0; i < pages; ++i)
+        ramalloc::discard(blocks[i * per_small_page]);
+      taken.push_back(ramalloc::acquire(small)); // the current page's own freed block
+    }
+    std::thread([&] {
+      for (void *p : large)
+        ramalloc::discard(p);
+    }).join();
+  }
+  std::uint64_t pending() const { return zone.get_stats().pending_debt; }
+  /// One acquire slow path (see above).
+  void slow_path() {
+    ramalloc::heap_scope scope(zone);
+    taken.push_back(ramalloc::acquire(small));
+  }
+  ~inbox_fixture() {
+    ramalloc::heap_scope scope(zone);
+    for (std::size_t i = 0; i < blocks.size(); ++i)
+      if (i % per_small_page != 0)
+        ramalloc::discard(blocks[i]);
+    for (void *p : taken)
+      ramalloc::discard(p);
+  }
+};
+
+class BackPressure : public testing::Test {
+protected:
+  void SetUp() override {
+    ramalloc::options o = saved;
+    o.debt_slice = 1;
+    o.purge_delay_ms = 3600 * 1000; // nothing else becomes payable during the test
+    ramalloc::set_options(o);
+  }
+  void TearDown() override { ramalloc::set_options(saved); }
+  void set_interval(std::uint32_t n) {
+    ramalloc::options o = ramalloc::get_options();
+    o.debt_interval = n;
+    ASSERT_TRUE(ramalloc::set_options(o));
+  }
+  ramalloc::options saved = ramalloc::get_options();
+};
+
+} // namespace
+
+// A thread that never reclaims pays its inbox on its acquire slow paths, one debt_slice
+// on one slow path in debt_interval: a page left queued collects more remote frees per
+// trip through the inbox (docs/benchmarks.md, section remote-cost).
+TEST_F(BackPressure, OneAcquireSlowPathInDebtIntervalPaysASlice) {
+  set_interval(4);
+  inbox_fixture f(8, 12);
+  ASSERT_EQ(f.pending(), 8u) << "one inbox entry per large block freed remotely";
+  for (int i = 1; i <= 8; ++i) {
+    f.slow_path();
+    EXPECT_EQ(f.pending(), 8u - static_cast<unsigned>(i / 4)) << "after slow path " << i;
+  }
+}
+
+TEST_F(BackPressure, AnIntervalOfOnePaysASliceOnEverySlowPath) {
+  set_interval(1);
+  inbox_fixture f(8, 12);
+  ASSERT_EQ(f.pending(), 8u);
+  for (int i = 1; i <= 8; ++i) {
+    f.slow_path();
+    EXPECT_EQ(f.pending(), 8u - static_cast<unsigned>(i)) << "after slow path " << i;
+  }
+}
+
+// Growth does not wait for the turn: an acquire about to touch memory its class never
+// used settles a slice first, whatever the interval, so a block freed remotely is reused
+// before the heap grows.
+TEST_F(BackPressure, AnAcquireThatWouldGrowSettlesASliceWhateverTheInterval) {
+  set_interval(1024);
+  inbox_fixture f(8, 2);
+  ASSERT_EQ(f.pending(), 8u);
+  f.slow_path(); // to the second page's freed block: no growth, no turn
+  EXPECT_EQ(f.pending(), 8u);
+  f.slow_path(); // no page holds a freed block: the class would grow
+  EXPECT_EQ(f.pending(), 7u) << "the acquire grew its class without settling the inbox";
+}

@@ -45,6 +45,12 @@ struct options {
   std::uint64_t reserve = 0;             ///< RAMALLOC_RESERVE: bytes kept pre-faulted per heap
   std::uint32_t page_cache = 4;          ///< RAMALLOC_PAGE_CACHE: empty pages kept per heap
   std::uint32_t debt_slice = 2;          ///< RAMALLOC_DEBT_SLICE: units paid per acquire slow path
+  /// RAMALLOC_DEBT_INTERVAL: acquire slow paths per back-pressure slice (1 to 1024). One
+  /// slow path in this many settles `debt_slice` inbox pages for an owner that never
+  /// reclaims; a slow path about to grow its class settles regardless. Settling a page
+  /// makes its next remote free queue it again, so settling less often lets each page
+  /// collect more remote frees per trip through the inbox.
+  std::uint32_t debt_interval = 4;
   bool verbose = false;                  ///< RAMALLOC_VERBOSE: report OS failures
   /// RAMALLOC_AUTO_PURGE: a heap whose owner has never called reclaim, or not for
   /// purge_delay, pays one purge step (at most purge_budget bytes) on its acquire slow

@@ -494,7 +494,9 @@ void settle_inbox_slice(heap_state *h, Enough enough) noexcept {
 /// a fresh page would be made), pages waiting in the inbox may hold the blocks it needs:
 /// blocks freed remotely into full pages are out of reach until their page is settled.
 /// Settles up to another debt_slice of them (so a slow path pays at most two slices),
-/// stopping at the first that gives this class a page with freed blocks. Under thread
+/// stopping at the first that gives this class a page with freed blocks. This slice is
+/// paid on every slow path that would grow, the back-pressure one only on its turn
+/// (debt_interval). Under thread
 /// churn an adopted heap's pages all receive the previous owner's frees at once; the
 /// back-pressure slice alone (2 pages a slow path) let the heap grow past them.
 void settle_before_growth(heap_state *h, unsigned cls) noexcept {
@@ -502,6 +504,11 @@ void settle_before_growth(heap_state *h, unsigned cls) noexcept {
     return;
   const page *f = h->avail[cls].front();
   if (f != nullptr && (has_listed_block(f) || f->checked.load(std::memory_order_relaxed)))
+    return;
+  // An exhausted front page (the current page that just ran out, usually) gives way to
+  // the page behind it: no growth either when that one holds freed blocks.
+  if (f != nullptr && page_bump(f) >= f->capacity.load(std::memory_order_relaxed) &&
+      f->links.next != nullptr && has_listed_block(f->links.next))
     return;
   settle_inbox_slice(h, [cls](const page *pg) {
     return pg->size_class == cls && pg->in_avail && has_listed_block(pg);
@@ -762,6 +769,20 @@ void *bump_one(heap_state *h, page *pg, unsigned cls) noexcept {
   return hand_out<false>(h, pg, cls, b); // no 4-byte class: its blocks are threaded
 }
 
+/// Whether this acquire slow path, which found inbox pages waiting, pays the
+/// back-pressure slice: one in debt_interval does. Settling a page clears its queued bit,
+/// so the next remote free into it pushes it on the inbox again (an exchange on the
+/// inbox tail and an add on inbox_count, lines that every freeing thread and the owner
+/// write); a page left queued longer collects more remote frees per trip through the
+/// inbox, each of them one CAS on its remote word alone. Growth still settles at once
+/// (settle_before_growth), so memory does not wait for the turn.
+bool back_pressure_turn(heap_state *h) noexcept {
+  if (++h->slow_paths_since_debt < g_options.debt_interval.load(std::memory_order_relaxed))
+    return false;
+  h->slow_paths_since_debt = 0;
+  return true;
+}
+
 /// heap_alloc_slow's cold part: the class's next page, after the debt and auto purge its
 /// slow paths pay.
 RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexcept {
@@ -771,7 +792,7 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
       f != nullptr && f->free_head != nil_offset && f->checked.load(std::memory_order_relaxed))
     return checked_pop(h, f, cls);
   // Back-pressure: a heap whose owner never calls reclaim still converges.
-  if (h->inbox_count.load(std::memory_order_relaxed) != 0)
+  if (h->inbox_count.load(std::memory_order_relaxed) != 0 && back_pressure_turn(h))
     settle_inbox_slice(h, [](const page *) { return false; });
   settle_parked(h);
   pay_orphan_slice();

@@ -94,6 +94,8 @@ struct heap_state {
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  // Acquire slow paths since the last back-pressure slice (owner only; debt_interval).
+  std::uint32_t slow_paths_since_debt = 0;
   // Bytes in dirty free spans (owner only; kept by span.cpp): auto purge keeps them under
   // a cap without waiting for purge_delay.
   std::uint64_t dirty_bytes = 0;
