@@ -2,6 +2,7 @@
 // and paying debt.
 #include "mem/heap.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <new>
 
@@ -317,10 +318,62 @@ bool has_free_block(const page *pg) noexcept {
          page_bump(pg) < pg->capacity.load(std::memory_order_relaxed);
 }
 
-/// Pays one unit: a page popped from the inbox.
-void settle_inbox_page(heap_state *h, page *pg) noexcept {
-  h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
+/// How long an inbox entry the owner put back (watch) waits before a reclaim step or a
+/// back-pressure slice visits it again; growth and flush do not wait.
+constexpr std::uint64_t watch_delay_ms = 1;
+
+/// Puts page `pg`, just popped from its owner's inbox and settled with the blocks of its
+/// remote list, back on the inbox with its queued bit set again, so that the remote frees
+/// that keep arriving into it are one CAS each instead of a push of the page (an exchange
+/// and an add on lines every freeing thread writes): without it, an owner that reclaims
+/// on every turn of its loop settled each page as soon as it was pushed, and the next
+/// remote free pushed it again (19-25% of native prodcons' remote frees). The entry is
+/// not debt and not payable for watch_delay_ms (reclaim and back-pressure leave it),
+/// unless its frees would empty the page (watch_due), so the page collects a millisecond
+/// of frees per visit; a visit that finds none lets it go. False when a remote free
+/// queued the page again in between (it is on the inbox already).
+bool watch(heap_state *h, page *pg) noexcept {
+  if (pg->remote.fetch_or(remote_word::queued, std::memory_order_acq_rel) & remote_word::queued)
+    return false;
+  pg->watched = true;
+  pg->watched_at_ms = now_ms();
+  h->inbox_watched.add(1);
+  h->inbox.push(pg); // still counted in inbox_count
+  return true;
+}
+
+/// Whether watched entry `pg` is payable: its delay has passed, or its remote list now
+/// holds every block still out (the page would empty: its memory does not wait).
+bool watch_due(const page *pg) noexcept {
+  return now_ms() - pg->watched_at_ms >= watch_delay_ms ||
+         remote_word::count(pg->remote.load(std::memory_order_relaxed)) >= pg->used;
+}
+
+/// The next inbox entry to pay, or nullptr: none, or the front one is a watched entry
+/// younger than watch_delay_ms and `any_age` is false (it then waits in inbox_held, still
+/// the front).
+page *inbox_next(heap_state *h, bool any_age) noexcept {
+  page *pg = h->inbox_held;
+  if (pg == nullptr)
+    pg = h->inbox.pop();
+  else
+    h->inbox_held = nullptr;
+  if (pg != nullptr && pg->watched && !any_age && !watch_due(pg)) {
+    h->inbox_held = pg;
+    return nullptr;
+  }
+  return pg;
+}
+
+/// Pays one unit: a page taken from the inbox (inbox_next). `may_watch`: the page may go
+/// back on the inbox (watch) when its remote list gave blocks and it still has blocks out.
+void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept {
+  if (pg->watched) {
+    pg->watched = false;
+    h->inbox_watched.sub(1);
+  }
   if (pg->size_class == large_class) {
+    h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
     const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
     h->remote_frees.add(remote_word::count(w));
     if (remote_word::count(w) != 0) {
@@ -330,6 +383,7 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
     }
     return;
   }
+  bool watched = false;
   if (pg->free_head == nil_offset || pg->local_free_head == nil_offset) {
     // Somewhere to put the list: take it whole and clear "queued".
     const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
@@ -342,6 +396,10 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
         pg->free_head = remote_word::head(w);
       else
         pg->local_free_head = remote_word::head(w);
+      // Blocks are still out, so more remote frees may follow: watch the page. Only its
+      // owner does (an orphan's servicer pays the orphan down instead).
+      watched = may_watch && pg->used != 0 &&
+                h->status.load(std::memory_order_relaxed) == heap_status::owned && watch(h, pg);
     }
   } else {
     // Both lists busy: leave the remote list in place (a later refill takes it) but learn
@@ -361,6 +419,8 @@ void settle_inbox_page(heap_state *h, page *pg) noexcept {
       h->remote_frees.add(n);
     }
   }
+  if (!watched)
+    h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
   if (pg->used == 0) {
     page_now_empty(h, pg);
   } else if (!pg->in_avail && has_free_block(pg)) {
@@ -474,14 +534,16 @@ void pay_orphan_slice() noexcept {
     service(g_options.debt_slice.load(std::memory_order_relaxed));
 }
 
-/// Settles up to debt_slice inbox pages, oldest first, stopping early after a page for
-/// which `enough` is true.
+/// Settles up to debt_slice inbox pages, oldest first (each at most once: a page put back
+/// waits), stopping early after a page for which `enough` is true. `any_age`: watched
+/// entries are due whatever their age (inbox_next).
 template <class Enough>
-void settle_inbox_slice(heap_state *h, Enough enough) noexcept {
-  std::uint32_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
+void settle_inbox_slice(heap_state *h, Enough enough, bool any_age) noexcept {
+  std::uint64_t slice = g_options.debt_slice.load(std::memory_order_relaxed);
+  slice = std::min(slice, h->inbox_count.load(std::memory_order_relaxed));
   while (slice-- != 0) {
     count_step();
-    page *pg = h->inbox.pop();
+    page *pg = inbox_next(h, any_age);
     if (pg == nullptr)
       return;
     settle_inbox_page(h, pg);
@@ -510,9 +572,9 @@ void settle_before_growth(heap_state *h, unsigned cls) noexcept {
   if (f != nullptr && page_bump(f) >= f->capacity.load(std::memory_order_relaxed) &&
       f->links.next != nullptr && has_listed_block(f->links.next))
     return;
-  settle_inbox_slice(h, [cls](const page *pg) {
-    return pg->size_class == cls && pg->in_avail && has_listed_block(pg);
-  });
+  settle_inbox_slice(
+      h, [cls](const page *pg) { return pg->size_class == cls && pg->in_avail && has_listed_block(pg); },
+      true); // growth does not wait for a watched page's delay
 }
 
 /// Whether auto purge applies to `h`: its owner has never called reclaim, or not for
@@ -793,7 +855,7 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
     return checked_pop(h, f, cls);
   // Back-pressure: a heap whose owner never calls reclaim still converges.
   if (h->inbox_count.load(std::memory_order_relaxed) != 0 && back_pressure_turn(h))
-    settle_inbox_slice(h, [](const page *) { return false; });
+    settle_inbox_slice(h, [](const page *) { return false; }, false);
   settle_parked(h);
   pay_orphan_slice();
   const bool purge_owed = maybe_auto_purge(h);
@@ -975,10 +1037,17 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
   h->last_reclaim_ms = now;
   std::size_t bytes_left = g_options.purge_budget.load(std::memory_order_relaxed);
   std::size_t units = 0;
+  // The entries queued now, each paid at most once per call: one it puts back (watch)
+  // waits for a later call.
+  std::uint64_t visits = h->inbox_count.load(std::memory_order_relaxed);
   for (; units < budget; ++units) {
-    if (page *pg = h->inbox.pop()) {
-      settle_inbox_page(h, pg);
-      continue;
+    if (visits != 0) {
+      if (page *pg = inbox_next(h, false)) {
+        --visits;
+        settle_inbox_page(h, pg);
+        continue;
+      }
+      visits = 0;
     }
     if (settle_parked(h))
       continue;
@@ -993,7 +1062,9 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
 }
 
 std::size_t heap_pending(heap_state *h) noexcept {
-  return h->inbox_count.load(std::memory_order_relaxed) +
+  // Watched entries are not payable before their delay, and not debt: their pages are
+  // queued only so that the frees still arriving into them need no push.
+  return h->inbox_count.load(std::memory_order_relaxed) - h->inbox_watched.get() +
          h->parked_count.load(std::memory_order_relaxed) + reserve_units(h) +
          (purge_due(h, now_ms()) ? 1 : 0);
 }
@@ -1013,8 +1084,8 @@ void heap_pay_reserve(heap_state *h) noexcept {
 
 void heap_flush(heap_state *h) noexcept {
   quarantine_drain(h);
-  while (page *pg = h->inbox.pop())
-    settle_inbox_page(h, pg);
+  while (page *pg = inbox_next(h, true))
+    settle_inbox_page(h, pg, false);
   while (settle_parked(h)) {
   }
   heap_pay_reserve(h);
@@ -1058,8 +1129,14 @@ void heap_flush(heap_state *h) noexcept {
 std::size_t heap_release_all(heap_state *h) noexcept {
   // Remote frees already made are forgotten with their pages: drop the inbox entries
   // (bounded by the heap's pages: a page is queued at most once).
-  while (h->inbox.pop() != nullptr)
+  if (page *held = h->inbox_held)
+    held->watched = false;
+  h->inbox_held = nullptr;
+  while (page *pg = h->inbox.pop()) {
     count_step();
+    pg->watched = false;
+  }
+  h->inbox_watched.sub(h->inbox_watched.get());
   quarantine_forget(h);
   h->inbox_count.store(0, std::memory_order_relaxed);
   for (auto &slot : h->parked) // forgotten with their pages, like the inbox
@@ -1106,7 +1183,7 @@ void heap_stats(const heap_state *h, ram_stats *out) noexcept {
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
   out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) +
+  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) - h->inbox_watched.get() +
                        h->parked_count.load(std::memory_order_relaxed) + reserve_units(h);
   out->remote_frees += h->remote_frees.get();
   out->pages_purged += h->pages_purged.get();

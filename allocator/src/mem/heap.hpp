@@ -96,6 +96,12 @@ struct heap_state {
   std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
   // Acquire slow paths since the last back-pressure slice (owner only; debt_interval).
   std::uint32_t slow_paths_since_debt = 0;
+  // Inbox entries the owner put back itself to collect their remote frees later (watch,
+  // mem/heap.cpp): counted in inbox_count, but not payable for watch_delay_ms. One of
+  // them may wait out of the queue, in inbox_held, at its front. Owner-written; read
+  // by stats from any thread.
+  owner_counter inbox_watched;
+  page *inbox_held = nullptr;
   // Bytes in dirty free spans (owner only; kept by span.cpp): auto purge keeps them under
   // a cap without waiting for purge_delay.
   std::uint64_t dirty_bytes = 0;

@@ -89,9 +89,11 @@ struct alignas(64) page {
   std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
   bool in_avail = false;                      // in its class's available list
   bool in_idle = false;                       // empty current page on the idle list
+  bool watched = false; // an inbox entry the owner put back (mem/heap.cpp, watch)
   list_links<page> links;       // class available list, page cache, or free-span bin
   list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
   std::uint64_t freed_at_ms = 0;
+  std::uint64_t watched_at_ms = 0; // when the owner put it back on the inbox
 
   // --- line 2: written by remote frees ---
   alignas(64) std::atomic<std::uint64_t> remote{remote_word::empty};
