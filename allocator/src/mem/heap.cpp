@@ -398,7 +398,7 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
         pg->local_free_head = remote_word::head(w);
       // Blocks are still out, so more remote frees may follow: watch the page. Only its
       // owner does (an orphan's servicer pays the orphan down instead).
-      watched = may_watch && pg->used != 0 &&
+      watched = may_watch && pg->used != 0 && !pg->checked.load(std::memory_order_relaxed) &&
                 h->status.load(std::memory_order_relaxed) == heap_status::owned && watch(h, pg);
     }
   } else {
@@ -1061,10 +1061,22 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
   return heap_pending(h);
 }
 
+namespace {
+
+/// Inbox entries that are debt: all but the watched ones, which are not payable before
+/// their delay and are queued only so that the frees still arriving need no push. Read
+/// from any thread by the statistics, whose two loads may straddle a change: never
+/// below 0.
+std::uint64_t inbox_debt(const heap_state *h) noexcept {
+  const std::uint64_t watched = h->inbox_watched.get();
+  const std::uint64_t queued = h->inbox_count.load(std::memory_order_relaxed);
+  return queued > watched ? queued - watched : 0;
+}
+
+} // namespace
+
 std::size_t heap_pending(heap_state *h) noexcept {
-  // Watched entries are not payable before their delay, and not debt: their pages are
-  // queued only so that the frees still arriving into them need no push.
-  return h->inbox_count.load(std::memory_order_relaxed) - h->inbox_watched.get() +
+  return inbox_debt(h) +
          h->parked_count.load(std::memory_order_relaxed) + reserve_units(h) +
          (purge_due(h, now_ms()) ? 1 : 0);
 }
@@ -1183,7 +1195,7 @@ void heap_stats(const heap_state *h, ram_stats *out) noexcept {
   out->live_blocks += heap_live_blocks(h);
   out->committed_bytes += h->committed.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
   out->reserved_bytes += h->reserved.get() + h->huge_live_bytes.load(std::memory_order_relaxed);
-  out->pending_debt += h->inbox_count.load(std::memory_order_relaxed) - h->inbox_watched.get() +
+  out->pending_debt += inbox_debt(h) +
                        h->parked_count.load(std::memory_order_relaxed) + reserve_units(h);
   out->remote_frees += h->remote_frees.get();
   out->pages_purged += h->pages_purged.get();
