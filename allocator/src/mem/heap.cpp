@@ -427,8 +427,8 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
     // Only a page with a block to give goes back: a page whose remote list an earlier
     // refill took (its entry was still queued) may have run out since, and an empty
     // entry in the available list would cost the slow path a turn. A page left out
-    // comes back with its next local free (heap_unfull) or remote free (requeued: the
-    // exchange above cleared "queued").
+    // comes back with its next local free (heap_unfull) or remote free (queued again:
+    // the exchange above cleared "queued", or its watched entry is visited again).
     avail_push_back(h, pg);
   }
 }
