@@ -24,7 +24,7 @@ using mode = ramalloc::options::on_invalid_mode;
 bool same(const ramalloc::options &a, const ramalloc::options &b) {
   return a.purge_delay_ms == b.purge_delay_ms && a.purge_budget == b.purge_budget &&
          a.reserve == b.reserve && a.page_cache == b.page_cache && a.debt_slice == b.debt_slice &&
-         a.debt_interval == b.debt_interval &&
+         a.debt_interval == b.debt_interval && a.remote_cache == b.remote_cache &&
          a.verbose == b.verbose && a.auto_purge == b.auto_purge && a.on_invalid == b.on_invalid;
 }
 
@@ -78,6 +78,8 @@ TEST_F(Options, MalformedValuesOfEveryOptionAreRejectedAndChangeNothing) {
       {"RAMALLOC_DEBT_INTERVAL", "0"},
       {"RAMALLOC_DEBT_INTERVAL", "1025"},
       {"RAMALLOC_DEBT_INTERVAL", "often"},
+      {"RAMALLOC_REMOTE_CACHE", "17"},
+      {"RAMALLOC_REMOTE_CACHE", "many"},
       {"RAMALLOC_VERBOSE", "maybe"},
       {"RAMALLOC_ON_INVALID", "explode"},
       {"RAMALLOC_ON_INVALID", ""},
@@ -119,6 +121,7 @@ TEST_F(Options, WellFormedValuesAreAppliedWithoutReports) {
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_PAGE_CACHE", "9"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_DEBT_SLICE", "3"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_DEBT_INTERVAL", "16"));
+  EXPECT_TRUE(ramalloc::set_option("RAMALLOC_REMOTE_CACHE", "5"));
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_VERBOSE", "1"));
   EXPECT_EQ(ram_set_option("RAMALLOC_ON_INVALID", "ignore"), 0);
   const ramalloc::options o = ramalloc::get_options();
@@ -128,6 +131,7 @@ TEST_F(Options, WellFormedValuesAreAppliedWithoutReports) {
   EXPECT_EQ(o.page_cache, 9u);
   EXPECT_EQ(o.debt_slice, 3u);
   EXPECT_EQ(o.debt_interval, 16u);
+  EXPECT_EQ(o.remote_cache, 5u);
   EXPECT_TRUE(o.verbose);
   EXPECT_EQ(o.on_invalid, mode::ignore);
   EXPECT_TRUE(ramalloc::set_option("RAMALLOC_VERBOSE", "0"));
@@ -147,6 +151,7 @@ TEST_F(Options, SetOptionsReplacesEveryOption) {
   o.page_cache = 1;
   o.debt_slice = 7;
   o.debt_interval = 9;
+  o.remote_cache = 3;
   o.verbose = true;
   o.on_invalid = mode::ignore;
   ramalloc::set_options(o);
@@ -178,6 +183,7 @@ TEST_F(Options, SetOptionsRejectsEveryValueOutOfTheDocumentedRangeAndChangesNoth
       {"RAMALLOC_DEBT_SLICE", [](ramalloc::options &o) { o.debt_slice = 4000000000u; }},
       {"RAMALLOC_DEBT_INTERVAL", [](ramalloc::options &o) { o.debt_interval = 0; }},
       {"RAMALLOC_DEBT_INTERVAL", [](ramalloc::options &o) { o.debt_interval = 1025; }},
+      {"RAMALLOC_REMOTE_CACHE", [](ramalloc::options &o) { o.remote_cache = 17; }},
       {"RAMALLOC_ON_INVALID", [](ramalloc::options &o) { o.on_invalid = static_cast<mode>(7); }},
   };
   const ramalloc::options before = ramalloc::get_options();
@@ -200,6 +206,7 @@ TEST_F(Options, SetOptionsAcceptsTheEdgesOfEveryRange) {
   o.page_cache = 1024;
   o.debt_slice = 64;
   o.debt_interval = 1024;
+  o.remote_cache = 16;
   EXPECT_TRUE(ramalloc::set_options(o));
   EXPECT_TRUE(same(ramalloc::get_options(), o));
   o.purge_delay_ms = 0;
@@ -207,6 +214,7 @@ TEST_F(Options, SetOptionsAcceptsTheEdgesOfEveryRange) {
   o.page_cache = 0;
   o.debt_slice = 1;
   o.debt_interval = 1;
+  o.remote_cache = 0;
   EXPECT_TRUE(ramalloc::set_options(o));
   EXPECT_TRUE(same(ramalloc::get_options(), o));
   EXPECT_EQ(errors.count(), 0u);
@@ -253,6 +261,7 @@ std::string line_for(const ramalloc::options &o) {
          " purge_budget=" + std::to_string(o.purge_budget) +
          " page_cache=" + std::to_string(o.page_cache) +
          " debt_interval=" + std::to_string(o.debt_interval) +
+         " remote_cache=" + std::to_string(o.remote_cache) +
          " auto_purge=" + std::to_string(o.auto_purge) + ";";
 }
 
@@ -269,12 +278,14 @@ TEST(OptionsChild, DISABLED_PrintsTheOptionsItStartedWith) {
 
 TEST(OptionsFromEnvironment, VariablesSetTheOptionsAtStartup) {
   const child_result child = run_child("RAMALLOC_PURGE_DELAY_MS=777 RAMALLOC_PURGE_BUDGET=2097152 "
-                                       "RAMALLOC_PAGE_CACHE=9 RAMALLOC_DEBT_INTERVAL=32");
+                                       "RAMALLOC_PAGE_CACHE=9 RAMALLOC_DEBT_INTERVAL=32 "
+                                       "RAMALLOC_REMOTE_CACHE=7");
   ramalloc::options expected;
   expected.purge_delay_ms = 777;
   expected.purge_budget = 2097152;
   expected.page_cache = 9;
   expected.debt_interval = 32;
+  expected.remote_cache = 7;
   EXPECT_EQ(child.status, 0) << child.output;
   EXPECT_NE(child.output.find(line_for(expected)), std::string::npos) << child.output;
 }

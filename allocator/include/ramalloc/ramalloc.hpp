@@ -51,6 +51,12 @@ struct options {
   /// makes its next remote free queue it again, so settling less often lets each page
   /// collect more remote frees per trip through the inbox.
   std::uint32_t debt_interval = 4;
+  /// RAMALLOC_REMOTE_CACHE: blocks of each size class from 16 B to 1 KiB (0 to 16) that a
+  /// thread's heap keeps when it frees them for another thread's heap, to hand out again
+  /// itself; 0 turns the cache off. A kept block counts as live in its owner's heap until
+  /// the thread reuses it or gives it back: at a reclaim step once it went unused for
+  /// purge_delay, at flush, and when the thread exits.
+  std::uint32_t remote_cache = 16;
   bool verbose = false;                  ///< RAMALLOC_VERBOSE: report OS failures
   /// RAMALLOC_AUTO_PURGE: a heap whose owner has never called reclaim, or not for
   /// purge_delay, pays one purge step (at most purge_budget bytes) on its acquire slow

@@ -140,6 +140,7 @@ options get_options() noexcept {
   o.page_cache = g_options.page_cache.load(std::memory_order_relaxed);
   o.debt_slice = g_options.debt_slice.load(std::memory_order_relaxed);
   o.debt_interval = g_options.debt_interval.load(std::memory_order_relaxed);
+  o.remote_cache = g_options.remote_cache.load(std::memory_order_relaxed);
   o.verbose = g_options.verbose.load(std::memory_order_relaxed);
   o.auto_purge = g_options.auto_purge.load(std::memory_order_relaxed);
   o.checked = g_options.checked.load(std::memory_order_relaxed);

@@ -344,4 +344,12 @@ RAMALLOC_FAST_PATH std::uint32_t annotate_peek32(const void *p) noexcept {
 }
 #endif
 
+/// Two of the allocator's words read the same way (a kept block's slot address:
+/// mem/remote_cache.cpp).
+RAMALLOC_FAST_PATH std::uint64_t annotate_peek64(const void *p) noexcept {
+  const auto *b = static_cast<const unsigned char *>(p);
+  return static_cast<std::uint64_t>(annotate_peek32(b)) |
+         static_cast<std::uint64_t>(annotate_peek32(b + 4)) << 32;
+}
+
 } // namespace ramalloc::detail

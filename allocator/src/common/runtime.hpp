@@ -32,6 +32,7 @@ struct runtime_options {
   std::atomic<std::uint32_t> page_cache{4};
   std::atomic<std::uint32_t> debt_slice{2};
   std::atomic<std::uint32_t> debt_interval{4};
+  std::atomic<std::uint32_t> remote_cache{16};
   std::atomic<bool> verbose{false};
   std::atomic<bool> auto_purge{true};
   // Checked mode (mem/checked.cpp): pages formatted while it is on are checked pages.

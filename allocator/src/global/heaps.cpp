@@ -276,8 +276,10 @@ heap_state *bind_thread(bool even_after_exit) noexcept {
 
 void heap_release(heap_state *h, bool drain) noexcept {
   // Checked mode's quarantined blocks go back to their pages while h still has an owner
-  // (at most heap_state::quarantine_slots of them).
+  // (at most heap_state::quarantine_slots of them), and blocks kept from other heaps go
+  // back to those (at most rcache_classes * rcache_slots).
   quarantine_drain(h);
+  rcache_drain(h);
   if (drain)
     heap_flush(h);
   if (is_drained(h)) {

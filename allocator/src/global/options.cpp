@@ -27,6 +27,7 @@ constexpr std::uint64_t max_reserve = std::uint64_t{512} << 20;
 constexpr std::uint64_t max_page_cache = 1024;
 constexpr std::uint64_t min_debt_slice = 1, max_debt_slice = 64;
 constexpr std::uint64_t min_debt_interval = 1, max_debt_interval = 1024;
+constexpr std::uint64_t max_remote_cache = 16; // rcache_slots (mem/heap.hpp)
 
 constexpr const char *purge_delay_range = "milliseconds from 0 to 86400000";
 constexpr const char *purge_budget_range =
@@ -35,6 +36,7 @@ constexpr const char *reserve_range = "a byte count up to 512M (suffixes K, M, G
 constexpr const char *page_cache_range = "a page count from 0 to 1024";
 constexpr const char *debt_slice_range = "a unit count from 1 to 64";
 constexpr const char *debt_interval_range = "a slow-path count from 1 to 1024";
+constexpr const char *remote_cache_range = "a block count from 0 to 16";
 constexpr const char *bool_range = "0/1, true/false, yes/no or on/off";
 constexpr const char *on_invalid_range = "abort, warn or ignore";
 
@@ -42,8 +44,8 @@ constexpr const char *on_invalid_range = "abort, warn or ignore";
 constexpr const char *option_names[] = {
     "RAMALLOC_PURGE_DELAY_MS", "RAMALLOC_PURGE_BUDGET", "RAMALLOC_RESERVE",
     "RAMALLOC_PAGE_CACHE",     "RAMALLOC_DEBT_SLICE",   "RAMALLOC_DEBT_INTERVAL",
-    "RAMALLOC_VERBOSE",        "RAMALLOC_AUTO_PURGE",   "RAMALLOC_ON_INVALID",
-    "RAMALLOC_CHECKED"};
+    "RAMALLOC_REMOTE_CACHE",   "RAMALLOC_VERBOSE",      "RAMALLOC_AUTO_PURGE",
+    "RAMALLOC_ON_INVALID",     "RAMALLOC_CHECKED"};
 
 // Set while this thread reads the environment: a report callback that allocates (and so
 // re-enters load_options_once) must not wait for itself.
@@ -201,6 +203,12 @@ bool apply_option(const char *name, const char *value) noexcept {
       return false;
     }
     g_options.debt_interval.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+  } else if (std::strcmp(name, "RAMALLOC_REMOTE_CACHE") == 0) {
+    if (!parse_count(value, n) || n > max_remote_cache) {
+      reject(name, value, remote_cache_range);
+      return false;
+    }
+    g_options.remote_cache.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
   } else if (std::strcmp(name, "RAMALLOC_VERBOSE") == 0) {
     if (!parse_bool(value, b)) {
       reject(name, value, bool_range);
@@ -255,6 +263,8 @@ bool apply_options(const ramalloc::options &o) noexcept {
                  "RAMALLOC_DEBT_SLICE", o.debt_slice, debt_slice_range);
   ok &= field_ok(o.debt_interval >= min_debt_interval && o.debt_interval <= max_debt_interval,
                  "RAMALLOC_DEBT_INTERVAL", o.debt_interval, debt_interval_range);
+  ok &= field_ok(o.remote_cache <= max_remote_cache, "RAMALLOC_REMOTE_CACHE", o.remote_cache,
+                 remote_cache_range);
   const auto mode = static_cast<std::uint8_t>(o.on_invalid);
   ok &= field_ok(mode <= 2, "RAMALLOC_ON_INVALID", mode, on_invalid_range);
   if (!ok)
@@ -265,6 +275,7 @@ bool apply_options(const ramalloc::options &o) noexcept {
   g_options.page_cache.store(o.page_cache, std::memory_order_relaxed);
   g_options.debt_slice.store(o.debt_slice, std::memory_order_relaxed);
   g_options.debt_interval.store(o.debt_interval, std::memory_order_relaxed);
+  g_options.remote_cache.store(o.remote_cache, std::memory_order_relaxed);
   g_options.verbose.store(o.verbose, std::memory_order_relaxed);
   g_options.auto_purge.store(o.auto_purge, std::memory_order_relaxed);
   g_options.checked.store(o.checked, std::memory_order_relaxed);

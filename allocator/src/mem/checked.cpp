@@ -368,6 +368,8 @@ bool block_is_live(heap_state *current, const void *ptr, free_result *why) noexc
     return true;
   // The canary is a hint: its owner decides exactly; another thread cannot walk the
   // page's lists, and the free that follows is confirmed by the owner (free_marked).
+  if (rcache_holds(pg, p))
+    return false; // kept in a remote-free cache (mem/remote_cache.cpp): free
   return r->owner.load(std::memory_order_relaxed) != current || !block_listed(pg, off);
 }
 

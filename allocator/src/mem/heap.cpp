@@ -32,6 +32,13 @@ void sync_current(heap_state *h, unsigned cls) noexcept {
   page *f = h->avail[cls].front();
   h->current[cls] = f != nullptr && !f->checked.load(std::memory_order_relaxed) ? f : &g_empty_page;
 }
+} // namespace
+
+void heap_sync_current(heap_state *h, unsigned cls) noexcept {
+  sync_current(h, cls);
+}
+
+namespace {
 
 void avail_push_back(heap_state *h, page *pg) noexcept {
   const unsigned cls = pg->size_class;
@@ -723,7 +730,8 @@ void confirm_parked(heap_state *h, std::byte *p) noexcept {
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     const page::position at = pg->locate(off);
     if (at.start && at.index < page_bump(pg) &&
-        annotate_peek32(p + 4) == canary_of(pg, p) && !block_listed(pg, off)) {
+        annotate_peek32(p + 4) == canary_of(pg, p) && !block_listed(pg, off) &&
+        !rcache_holds(pg, p)) {
       annotate_freed(p, bs);
       annotate_touch_begin(p, 8, bs);
       free_local(h, pg, p, off);
@@ -758,6 +766,8 @@ free_result free_marked(heap_state *current, void *ptr) noexcept {
   page *pg = r != nullptr ? span_of(r, p) : nullptr;
   if (pg == nullptr || pg->checked.load(std::memory_order_relaxed))
     return free_result::double_free; // its page went back meanwhile (a racing free)
+  if (rcache_holds(pg, p))
+    return free_result::double_free; // kept in a remote-free cache: free
   const auto off = static_cast<std::uint32_t>(p - pg->start);
   heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (owner == current) {
@@ -889,6 +899,10 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
 } // namespace
 
 void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
+  // Blocks this heap freed for other thread heaps come first: their lines are in this
+  // core's cache, and the free that kept one sent the class's acquires here.
+  if (cls - rcache_first < rcache_classes && h->rcache[cls - rcache_first].count != 0)
+    return rcache_pop(h, cls);
   if (page *pg = h->current[cls]; extends_at_once(h, pg)) {
     // extend_count is 1 from here up: no threading, the block is handed out as it is.
     static_assert(extend_count(os_page_size / 2) == 2 && extend_count(os_page_size / 2 + 1) == 1);
@@ -950,7 +964,13 @@ void page_emptied(heap_state *h, page *pg) noexcept {
   page_now_empty(h, pg);
 }
 
-void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept {
+void heap_free_remote(heap_state *current, heap_state *owner, page *pg, std::byte *p,
+                      std::uint32_t off) noexcept {
+  if (!rcache_keep(current, owner, pg, p))
+    remote_push(owner, pg, p, off);
+}
+
+void remote_push(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept {
   std::uint64_t w = pg->remote.load(std::memory_order_relaxed);
   std::uint64_t next;
   do {
@@ -1053,6 +1073,8 @@ std::size_t heap_reclaim(heap_state *h, std::size_t budget, std::size_t *spent) 
       continue;
     if (h->reserve_owed.load(std::memory_order_relaxed) != 0 && reserve_step(h, bytes_left) != 0)
       continue;
+    if (rcache_trim(h, now) != 0)
+      continue;
     if (!purge_step(h, now, bytes_left))
       break;
   }
@@ -1096,6 +1118,7 @@ void heap_pay_reserve(heap_state *h) noexcept {
 
 void heap_flush(heap_state *h) noexcept {
   quarantine_drain(h);
+  rcache_drain(h);
   while (page *pg = inbox_next(h, true))
     settle_inbox_page(h, pg, false);
   while (settle_parked(h)) {
@@ -1139,6 +1162,8 @@ void heap_flush(heap_state *h) noexcept {
 }
 
 std::size_t heap_release_all(heap_state *h) noexcept {
+  // Blocks kept from other heaps go back to them: they are not this heap's to forget.
+  rcache_drain(h);
   // Remote frees already made are forgotten with their pages: drop the inbox entries
   // (bounded by the heap's pages: a page is queued at most once).
   if (page *held = h->inbox_held)

@@ -52,6 +52,22 @@ enum class heap_status : std::uint8_t { pooled, owned, orphaned };
 
 static_assert(large_class == class_count, "large spans count in class_live[class_count]");
 
+/// The remote-free cache (mem/remote_cache.cpp): a thread heap keeps blocks of 16 B to
+/// 1 KiB that it frees for another thread heap, at most RAMALLOC_REMOTE_CACHE per class
+/// (up to rcache_slots), and hands them out again itself.
+inline constexpr unsigned rcache_first = 2;   // class_of(16)
+inline constexpr unsigned rcache_classes = 20; // up to class_of(1024)
+inline constexpr unsigned rcache_slots = 16;
+
+/// Blocks of one class kept by the remote-free cache: a stack. Only the owner pushes and
+/// pops; a double-free check from any thread may read a slot (relaxed atomics), which
+/// holds its block exactly while the block is kept (a popped slot is cleared).
+struct rcache_bin {
+  std::uint16_t count = 0;
+  std::uint16_t low = 0; // the fewest kept since the last trim (rcache_trim)
+  std::atomic<std::byte *> slot[rcache_slots]{};
+};
+
 struct heap_state {
   // --- owner-only; the fast path reads `current` ---
   page *current[class_count];
@@ -63,6 +79,10 @@ struct heap_state {
   intrusive_list<page, &page::dirty_links> idle;       // empty current pages, oldest first
   intrusive_list<region, &region::links> regions;
   region *static_region = nullptr; // set for static-buffer heaps
+
+  // --- the remote-free cache (owner only, but for the double-free check's reads) ---
+  rcache_bin rcache[rcache_classes];
+  std::uint64_t rcache_trimmed_ms = 0; // when rcache_trim last ran
 
   // --- the inbox: pages with remote frees (debt) ---
   mpsc_queue<page, &page::inbox_next> inbox;
@@ -226,7 +246,34 @@ __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 /// parked for the owner (heap_state::parked) unless it heads the page's remote list (an
 /// immediate repeat of a remote free). Returns freed, double_free or unconfirmed.
 RAMALLOC_SLOW_PATH free_result free_marked(heap_state *current, void *p) noexcept;
-void heap_free_remote(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
+/// A free of block `p` (byte `off` of `pg`) for another heap, `owner`, by the thread whose
+/// current heap is `current` (or nullptr): kept in `current`'s remote-free cache when it
+/// takes it (rcache_keep), otherwise pushed on the page's remote word (remote_push).
+void heap_free_remote(heap_state *current, heap_state *owner, page *pg, std::byte *p,
+                      std::uint32_t off) noexcept;
+/// One CAS: block `p` onto `pg`'s remote list, and the page on `owner`'s inbox if it was
+/// not queued.
+void remote_push(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
+
+// --- the remote-free cache (mem/remote_cache.cpp) ---
+/// Keeps block `p` of `pg` (freed by `current`'s owner for thread heap `owner`) in
+/// `current`'s cache, if both are thread heaps, the class is cached and its bin has room.
+bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
+                 std::byte *p) noexcept;
+/// A kept block of class `cls` handed out (its canary cleared), or nullptr if none.
+void *rcache_pop(heap_state *h, unsigned cls) noexcept;
+/// Whether block `p` of fast page `pg` (a block start holding its canary) is kept in
+/// some heap's remote-free cache: exact, O(1), from any thread.
+bool rcache_holds(const page *pg, const void *p) noexcept;
+/// Gives every kept block back to its owner (a remote free each). O(rcache_classes *
+/// rcache_slots). Owner only.
+void rcache_drain(heap_state *h) noexcept;
+/// A reclaim step's part: once per purge delay, gives back the blocks of each bin that
+/// no acquire needed since the last trim. Returns the blocks given back.
+std::size_t rcache_trim(heap_state *h, std::uint64_t now) noexcept;
+/// The fast path's page for `cls` again (the front of its available list, unless that is
+/// a checked page), after the cache sent the class's acquires to the slow path.
+void heap_sync_current(heap_state *h, unsigned cls) noexcept;
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
 /// Frees huge block `p` of descriptor `r` (claiming it with one CAS on its generation and
 /// owner word, so a stale free can never unmap the block a recycled descriptor now
@@ -301,7 +348,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   heap_state *owner = load_relaxed(r->owner);
   if (RAMALLOC_UNLIKELY(owner != current)) {
     annotate_touch_end(p, 8, bs); // heap_free_remote touches the link itself
-    heap_free_remote(owner, pg, p, off);
+    heap_free_remote(current, owner, pg, p, off);
     return free_result::freed;
   }
   free_local(owner, pg, p, off);

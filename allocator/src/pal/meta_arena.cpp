@@ -40,4 +40,10 @@ void *meta_alloc(std::size_t size, std::size_t align) noexcept {
   return base + at;
 }
 
+bool meta_holds(const void *p, std::size_t n) noexcept {
+  const std::byte *base = g_meta_base.load(std::memory_order_acquire);
+  const auto a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(base);
+  return base != nullptr && a >= b && a - b <= meta_reservation && n <= meta_reservation - (a - b);
+}
+
 } // namespace ramalloc::detail
