@@ -105,15 +105,18 @@ struct heap_state {
   owner_counter committed, reserved, remote_frees, pages_purged, bytes_purged;
   owner_counter orphans_serviced;
 
-  // --- identity and life cycle (global/heap_pool.cpp) ---
-  std::atomic<heap_status> status{heap_status::pooled};
+  // --- identity and life cycle (global/heaps.cpp) ---
+  // Read by other threads' remote frees (rcache_keep), so on a line the owner's steps do
+  // not write: the owner-written words start the next line.
+  alignas(64) std::atomic<heap_status> status{heap_status::pooled};
+  bool thread_heap = false; // bound to a thread (adoptable when orphaned)
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
   // Bytes of RAMALLOC_RESERVE still to pre-fault: debt, paid a purge_budget at a time by
   // reclaim steps (all at once by flush and by the heap constructor), never by acquire.
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
-  std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  alignas(64) std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
   // Acquire slow paths since the last back-pressure slice (owner only; debt_interval).
   std::uint32_t slow_paths_since_debt = 0;
   // Inbox entries the owner put back itself to collect their remote frees later (watch,
@@ -136,7 +139,6 @@ struct heap_state {
   quarantined quarantine[quarantine_slots];
   std::uint32_t quarantine_first = 0, quarantine_count = 0;
   std::size_t quarantine_bytes = 0;
-  bool thread_heap = false; // bound to a thread (adoptable when orphaned)
   alignas(heap) unsigned char handle_storage[sizeof(heap)]; // borrowed `heap` for current_heap()
 };
 

@@ -57,12 +57,14 @@ void give_back(std::byte *p) noexcept {
 
 bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
                  std::byte *p) noexcept {
+  // The caller's own words first: a thread that only frees (a consumer) finds its bins
+  // full and reads no line of the owner's.
   const unsigned cls = pg->size_class;
-  if (current == nullptr || cls - rcache_first >= rcache_classes || !current->thread_heap ||
-      !owner->thread_heap || owner->status.load(std::memory_order_relaxed) != heap_status::owned)
+  if (current == nullptr || cls - rcache_first >= rcache_classes || !current->thread_heap)
     return false;
   rcache_bin &b = bin_of(current, cls);
-  if (b.count >= g_options.remote_cache.load(std::memory_order_relaxed))
+  if (b.count >= g_options.remote_cache.load(std::memory_order_relaxed) ||
+      !owner->thread_heap || owner->status.load(std::memory_order_relaxed) != heap_status::owned)
     return false;
   std::atomic<std::byte *> *slot = &b.slot[b.count];
   const std::uint32_t bs = annotate_block_size(pg);
