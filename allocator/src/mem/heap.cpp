@@ -32,13 +32,6 @@ void sync_current(heap_state *h, unsigned cls) noexcept {
   page *f = h->avail[cls].front();
   h->current[cls] = f != nullptr && !f->checked.load(std::memory_order_relaxed) ? f : &g_empty_page;
 }
-} // namespace
-
-void heap_sync_current(heap_state *h, unsigned cls) noexcept {
-  sync_current(h, cls);
-}
-
-namespace {
 
 void avail_push_back(heap_state *h, page *pg) noexcept {
   const unsigned cls = pg->size_class;
@@ -899,8 +892,8 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
 } // namespace
 
 void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
-  // Blocks this heap freed for other thread heaps come first: their lines are in this
-  // core's cache, and the free that kept one sent the class's acquires here.
+  // The current page is out of free blocks: blocks this heap freed for other thread
+  // heaps come before its next page (their lines are in this core's cache).
   if (cls - rcache_first < rcache_classes && h->rcache[cls - rcache_first].count != 0)
     return rcache_pop(h, cls);
   if (page *pg = h->current[cls]; extends_at_once(h, pg)) {

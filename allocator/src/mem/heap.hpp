@@ -262,7 +262,8 @@ void remote_push(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) n
 /// `current`'s cache, if both are thread heaps, the class is cached and its bin has room.
 bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
                  std::byte *p) noexcept;
-/// A kept block of class `cls` handed out (its canary cleared), or nullptr if none.
+/// A kept block of class `cls` handed out (its canary cleared); the class's bin is not
+/// empty. Called by the acquire slow path before it turns to the class's next page.
 void *rcache_pop(heap_state *h, unsigned cls) noexcept;
 /// Whether block `p` of fast page `pg` (a block start holding its canary) is kept in
 /// some heap's remote-free cache: exact, O(1), from any thread.
@@ -273,9 +274,7 @@ void rcache_drain(heap_state *h) noexcept;
 /// A reclaim step's part: once per purge delay, gives back the blocks of each bin that
 /// no acquire needed since the last trim. Returns the blocks given back.
 std::size_t rcache_trim(heap_state *h, std::uint64_t now) noexcept;
-/// The fast path's page for `cls` again (the front of its available list, unless that is
-/// a checked page), after the cache sent the class's acquires to the slow path.
-void heap_sync_current(heap_state *h, unsigned cls) noexcept;
+
 RAMALLOC_SLOW_PATH free_result heap_free_huge(region *r, void *p) noexcept;
 /// Frees huge block `p` of descriptor `r` (claiming it with one CAS on its generation and
 /// owner word, so a stale free can never unmap the block a recycled descriptor now

@@ -4,8 +4,13 @@
 // A remote free costs a CAS on the page's remote word, the block's line travels back to
 // its owner's core when the owner reuses it, and the owner pays a settle for it. When a
 // thread frees a small block of another thread heap, it keeps it instead (up to
-// RAMALLOC_REMOTE_CACHE blocks per class) and hands it out from its next acquires of the
-// class: its line is already in this core's cache, and no atomic is taken. The block
+// RAMALLOC_REMOTE_CACHE blocks per class) and hands it out when an acquire of the class
+// finds its current page out of free blocks, before it turns to its next page: the
+// block's line is already in this core's cache, and no atomic is taken. A thread thus
+// prefers its own pages, and the blocks it keeps are reused where those run out (in
+// larson, all the time); handing them out first instead spread a thread's long-lived
+// objects over other heaps' pages, which then could not empty (thread churn: 10.7 MiB
+// peak against 9.0). The block
 // never leaves its page: it stays counted as used there (and live in its owner's
 // statistics) until it comes back through an ordinary free, so the owner's pages,
 // counters and debt need no change, and a page with a kept block is never retired.
@@ -73,9 +78,6 @@ bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
   annotate_touch_end(p, 16, bs);
   slot->store(p, std::memory_order_relaxed);
   ++b.count;
-  // The class's next acquires come to the slow path, which hands out the kept blocks
-  // first (rcache_pop), then resumes the current page.
-  current->current[cls] = &g_empty_page;
   return true;
 }
 
@@ -84,8 +86,6 @@ void *rcache_pop(heap_state *h, unsigned cls) noexcept {
   std::byte *p = take_top(b);
   if (b.count < b.low)
     b.low = b.count;
-  if (b.count == 0)
-    heap_sync_current(h, cls);
   // Its page's `used` and its owner's live count already count it: nothing to count.
   const std::size_t bs = class_block_size(cls);
   annotate_touch_begin(p, 8, bs);
