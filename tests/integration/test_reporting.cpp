@@ -228,6 +228,10 @@ TEST_F(logger_fixture, StatsReporterJsonLinesParseAndCarryEveryHeap) {
   io::reporter_options ro;
   ro.format = io::report_format::json;
   io::worker_pool pool(ctx, 2);
+  // Every report must carry both workers: the first one may not have been written
+  // before both threads registered their heaps (a busy machine starts one late).
+  auto &registry = asio::use_service<io::heap_registry>(ctx);
+  ASSERT_TRUE(wait_until([&] { return registry.worker_count() == 2; }, 30s));
   io::stats_reporter reporter(ctx, 10ms, ro);
   ASSERT_TRUE(wait_until([&] { return reporter.reports() >= 3; }, 30s));
   reporter.stop();
