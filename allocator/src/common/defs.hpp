@@ -101,6 +101,14 @@ inline constexpr std::size_t max_request = std::size_t{PTRDIFF_MAX} - 2 * region
 
 inline constexpr std::size_t os_page_size = 4096;
 
+/// How far apart words written by different threads must be. A cache line is 64 bytes,
+/// but x86 cores fetch lines in 128-byte aligned pairs (the L2 spatial prefetcher): a
+/// core that reads one line of a pair also pulls in its neighbour, so a word the owner
+/// writes next to the line another thread reads bounces between the cores as if it
+/// shared the line (larson: page descriptors in 64-byte thirds ran 1.03 s, in 128-byte
+/// pairs 0.87 s; docs/benchmarks.md, section remote-cost).
+inline constexpr std::size_t sharing_span = 128;
+
 constexpr std::size_t align_up(std::size_t n, std::size_t a) {
   return (n + a - 1) & ~(a - 1);
 }

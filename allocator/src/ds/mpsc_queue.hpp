@@ -9,6 +9,8 @@
 
 #include <atomic>
 
+#include "common/defs.hpp"
+
 namespace ramalloc::detail {
 
 template <typename T, std::atomic<T *> T::*Next>
@@ -64,7 +66,7 @@ public:
 private:
   T *head_ = nullptr;
   T *stub_ = nullptr;
-  alignas(64) std::atomic<T *> tail_{nullptr};
+  alignas(sharing_span) std::atomic<T *> tail_{nullptr}; // producers' words: a pair of lines apart
 };
 
 } // namespace ramalloc::detail

@@ -99,7 +99,7 @@ struct heap_state {
   // On a line of their own: the owner writes a class's counter on every acquire and
   // discard, and the words above are written by other threads (remote frees bump
   // inbox_count, parked frees parked_count).
-  alignas(64) owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
+  alignas(sharing_span) owner_counter class_live[class_count + 1]; // live blocks per class; [class_count]: large
   owner_counter large_live_bytes;
   std::atomic<std::uint64_t> huge_live_bytes{0}, huge_live_blocks{0}; // freed from any thread
   owner_counter committed, reserved, remote_frees, pages_purged, bytes_purged;
@@ -108,7 +108,7 @@ struct heap_state {
   // --- identity and life cycle (global/heaps.cpp) ---
   // Read by other threads' remote frees (rcache_keep), so on a line the owner's steps do
   // not write: the owner-written words start the next line.
-  alignas(64) std::atomic<heap_status> status{heap_status::pooled};
+  alignas(sharing_span) std::atomic<heap_status> status{heap_status::pooled};
   bool thread_heap = false; // bound to a thread (adoptable when orphaned)
   heap_state *all_next = nullptr;                // every heap ever made (stats walk)
   std::atomic<heap_state *> stack_next{nullptr}; // pool or orphan stack link
@@ -116,7 +116,7 @@ struct heap_state {
   // reclaim steps (all at once by flush and by the heap constructor), never by acquire.
   // Owner-written, read by stats from any thread.
   std::atomic<std::uint64_t> reserve_owed{0};
-  alignas(64) std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
+  alignas(sharing_span) std::uint64_t last_reclaim_ms = 0; // when the owner last called reclaim (auto purge)
   // Acquire slow paths since the last back-pressure slice (owner only; debt_interval).
   std::uint32_t slow_paths_since_debt = 0;
   // Inbox entries the owner put back itself to collect their remote frees later (watch,

@@ -49,11 +49,12 @@ constexpr std::uint64_t make(std::uint32_t head, std::uint32_t count, bool q) {
 }
 } // namespace remote_word
 
-struct alignas(64) page {
-  // Three cache lines, split by who writes them, so that a thread freeing into a page it
-  // does not own never shares a line with the owner's allocations: the owner writes line 1
-  // on every allocation and free, remote frees write line 2, and line 0 changes only when
-  // the page is formatted or extended.
+struct alignas(sharing_span) page {
+  // Three parts, split by who writes them, so that a thread freeing into a page it does
+  // not own never shares a line with the owner's allocations: the owner writes line 2 on
+  // every allocation and free, remote frees write line 4, and line 0 changes only when the
+  // page is formatted or extended. Each part has a 128-byte pair of lines of its own
+  // (sharing_span: the second line of each pair is cold or empty).
   //
   // --- line 0: the page's shape; read by every free and query, from any thread ---
   std::byte *start = nullptr; // first byte of the span
@@ -74,7 +75,8 @@ struct alignas(64) page {
   // previous life's magic): offset -> index and the block-start test (locate).
   std::atomic<std::uint64_t> div_magic{0};
   region *home = nullptr;
-  // --- checked mode (mem/checked.cpp); never read on a fast path ---
+  // --- line 1: checked mode (mem/checked.cpp); never read on a fast path ---
+  alignas(64)
   // A checked page keeps `bump` at 0, so every free into it fails the fast path's "never
   // handed out" test and is completed out of line by checked_free; its real bump index
   // is here. Read by checked frees from any thread: relaxed atomics.
@@ -83,8 +85,8 @@ struct alignas(64) page {
   // The key its free-list links are encoded with (link_key), computed once per format.
   std::atomic<std::uint32_t> checked_key{0};
 
-  // --- line 1: owner-only (the allocation fast path reads and writes these) ---
-  alignas(64) std::uint32_t free_head = nil_offset; // blocks ready to hand out
+  // --- line 2: owner-only (the allocation fast path reads and writes these) ---
+  alignas(sharing_span) std::uint32_t free_head = nil_offset; // blocks ready to hand out
   std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
   std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
   bool in_avail = false;                      // in its class's available list
@@ -95,8 +97,8 @@ struct alignas(64) page {
   std::uint64_t freed_at_ms = 0;
   std::uint64_t watched_at_ms = 0; // when the owner put it back on the inbox
 
-  // --- line 2: written by remote frees ---
-  alignas(64) std::atomic<std::uint64_t> remote{remote_word::empty};
+  // --- line 4: written by remote frees ---
+  alignas(sharing_span) std::atomic<std::uint64_t> remote{remote_word::empty};
   std::atomic<page *> inbox_next{nullptr};
 
   /// Index of the block containing byte `offset`.
@@ -126,9 +128,9 @@ struct alignas(64) page {
 };
 
 /// The page's bump index (blocks at or past it were never handed out), whatever its mode.
-static_assert(sizeof(page) == 192 && offsetof(page, free_head) == 64 &&
-                  offsetof(page, remote) == 128,
-              "page descriptor: shape, owner and remote lines each start a cache line");
+static_assert(sizeof(page) == 384 && offsetof(page, free_head) == 128 &&
+                  offsetof(page, remote) == 256,
+              "page descriptor: shape, owner and remote parts each start a pair of lines");
 
 inline std::uint32_t page_bump(const page *pg) noexcept {
   return pg->checked.load(std::memory_order_relaxed)

@@ -91,6 +91,7 @@ inline constexpr std::uintptr_t os_region_tag = 1;
 inline constexpr std::size_t slice_head_offset = align_up(sizeof(region), 64);
 inline constexpr std::size_t os_pages_offset =
     slice_head_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
+static_assert(os_pages_offset % alignof(page) == 0, "descriptors start on their alignment");
 
 RAMALLOC_FAST_PATH std::atomic<std::uint16_t> *os_slice_heads(region *r) noexcept {
   return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) +

@@ -119,6 +119,9 @@ std::size_t reserve_step(heap_state *h, std::size_t max_bytes) noexcept {
   }
   const std::size_t bytes = std::size_t{n} * slice_size;
   os_pages::prefault(pg->start, bytes);
+  // The descriptors of its slices too: formatting a page writes its descriptor, and a
+  // fresh region's descriptor array is untouched memory (n descriptors: a few OS pages).
+  os_pages::populate(pg, std::size_t{n} * sizeof(page));
   span_free(h, pg, /*purged=*/false); // resident now: a dirty span, first in line for use
   h->reserve_owed.store(owed > bytes ? owed - bytes : 0, std::memory_order_relaxed);
   return bytes;

@@ -51,6 +51,15 @@ bool os_pages::purge(void *p, std::size_t size) noexcept {
 }
 
 // Not checked by ASan: the range is free memory, which may be poisoned.
+bool os_pages::populate(const void *p, std::size_t size) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(p) & ~(os_page_size - 1);
+  const std::uintptr_t end = align_up(reinterpret_cast<std::uintptr_t>(p) + size, os_page_size);
+  const int saved = errno;
+  const bool ok = ::madvise(reinterpret_cast<void *>(a), end - a, MADV_POPULATE_WRITE) == 0;
+  errno = saved;
+  return ok;
+}
+
 RAMALLOC_NO_SANITIZE_ADDRESS void os_pages::prefault(void *p, std::size_t size) noexcept {
   const int saved = errno;
   if (::madvise(p, size, MADV_POPULATE_WRITE) != 0) {

@@ -32,6 +32,10 @@ struct os_pages {
   /// Faults the range in now (MADV_POPULATE_WRITE, or touching one byte per page) so a
   /// later hot path takes no page fault.
   static void prefault(void *p, std::size_t size) noexcept;
+  /// Faults in the OS pages overlapping [p, p+size) without changing a byte of them
+  /// (MADV_POPULATE_WRITE: memory in use, such as page descriptors). Best effort: false,
+  /// and nothing done, on kernels without it (before Linux 5.14).
+  static bool populate(const void *p, std::size_t size) noexcept;
 };
 
 static_assert(page_platform<os_pages>);
