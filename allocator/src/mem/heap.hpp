@@ -258,8 +258,9 @@ void heap_free_remote(heap_state *current, heap_state *owner, page *pg, std::byt
 void remote_push(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) noexcept;
 
 // --- the remote-free cache (mem/remote_cache.cpp) ---
-/// Keeps block `p` of `pg` (freed by `current`'s owner for thread heap `owner`) in
-/// `current`'s cache, if both are thread heaps, the class is cached and its bin has room.
+/// Keeps block `p` of `pg` (freed by `current`'s owner for heap `owner`) in `current`'s
+/// cache, if both are thread heaps, `owner` is not an orphan, the class is cached and the
+/// bin has room (its own words are read first: a full bin reads none of the owner's).
 bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
                  std::byte *p) noexcept;
 /// A kept block of class `cls` handed out (its canary cleared); the class's bin is not
