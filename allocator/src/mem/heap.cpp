@@ -894,7 +894,7 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
 void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
   // The current page is out of free blocks: blocks this heap freed for other thread
   // heaps come before its next page (their lines are in this core's cache).
-  if (cls - rcache_first < rcache_classes && h->rcache[cls - rcache_first].count != 0)
+  if (rcache_class(cls) && h->rcache[cls - rcache_first].count != 0)
     return rcache_pop(h, cls);
   if (page *pg = h->current[cls]; extends_at_once(h, pg)) {
     // extend_count is 1 from here up: no threading, the block is handed out as it is.

@@ -58,6 +58,10 @@ static_assert(large_class == class_count, "large spans count in class_live[class
 inline constexpr unsigned rcache_first = 2;   // class_of(16)
 inline constexpr unsigned rcache_classes = 20; // up to class_of(1024)
 inline constexpr unsigned rcache_slots = 16;
+/// Whether the remote-free cache keeps blocks of class `cls` (one unsigned compare).
+constexpr bool rcache_class(unsigned cls) noexcept {
+  return cls - rcache_first < rcache_classes;
+}
 
 /// Blocks of one class kept by the remote-free cache: a stack. Only the owner pushes and
 /// pops; a double-free check from any thread may read a slot (relaxed atomics), which

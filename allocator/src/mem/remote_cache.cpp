@@ -65,7 +65,7 @@ bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
   // The caller's own words first: a thread that only frees (a consumer) finds its bins
   // full and reads no line of the owner's.
   const unsigned cls = pg->size_class;
-  if (current == nullptr || cls - rcache_first >= rcache_classes || !current->thread_heap)
+  if (current == nullptr || !rcache_class(cls) || !current->thread_heap)
     return false;
   rcache_bin &b = bin_of(current, cls);
   if (b.count >= g_options.remote_cache.load(std::memory_order_relaxed) ||
@@ -95,7 +95,7 @@ void *rcache_pop(heap_state *h, unsigned cls) noexcept {
 }
 
 bool rcache_holds(const page *pg, const void *p) noexcept {
-  if (pg->size_class - rcache_first >= rcache_classes)
+  if (!rcache_class(pg->size_class))
     return false;
   const std::uint64_t at = annotate_peek64(static_cast<const std::byte *>(p) + 8);
   const auto *slot = reinterpret_cast<const std::atomic<std::byte *> *>(at);
