@@ -378,7 +378,10 @@ TEST(HeapStrand, FreesIntoAQuietStrandAreRepaidWithinAFewTicksOnTheStrand) {
       blocks.push_back(ramalloc::acquire(1024));
     allocated = true;
   });
-  ASSERT_TRUE(wait_until([&] { return allocated.load(); }));
+  // The strand counts a handler once it has returned, after `allocated` is set: wait for
+  // the count too, or `before` may miss the handler (seen under ASan).
+  ASSERT_TRUE(wait_until(
+      [&] { return allocated.load() && info_of(registry, s.heap().id()).handlers >= 1; }));
   const io::heap_info before = info_of(registry, s.heap().id());
   // Another thread frees them all; the strand runs no handler from now on.
   std::thread([&] {
