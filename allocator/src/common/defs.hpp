@@ -27,21 +27,6 @@
 
 namespace ramalloc::detail {
 
-/// A relaxed load of an atomic that the fast paths read, as one `mov` from memory on
-/// x86-64: GCC first computes the address of an atomic object into a register (`lea`,
-/// then `mov`), one instruction more per load. A volatile load of the object's
-/// representation is one `mov` and, on x86-64, as atomic as the relaxed load (aligned,
-/// at most 8 bytes). Under TSan the atomic load itself, so that it is checked.
-template <class T>
-inline T load_relaxed(const std::atomic<T> &a) noexcept {
-#if RAMALLOC_OWNER_ADD_ASM
-  static_assert(sizeof(std::atomic<T>) == sizeof(T) && sizeof(T) <= 8);
-  return *reinterpret_cast<const volatile T *>(&a);
-#else
-  return a.load(std::memory_order_relaxed);
-#endif
-}
-
 /// Asks for the cache line at `p` in a state that can be written (x86-64: PREFETCHW, a
 /// no-op on processors without it), so a later load and store of it need not wait for
 /// another core to give it up. Never faults, whatever `p` is: the fast paths prefetch
@@ -51,6 +36,47 @@ RAMALLOC_FAST_PATH void prefetch_for_write(const void *p) noexcept {
   asm volatile("prefetchw %0" : : "m"(*static_cast<const char *>(p)));
 #else
   __builtin_prefetch(p, 1);
+#endif
+}
+
+/// Relaxed atomic loads fused with their compare: `object->*member == v` (a std::atomic of
+/// 1 or 8 bytes) and `v >= object->*member` (unsigned, 4 bytes). GCC and Clang never fold
+/// an atomic load into the instruction that uses it (a `mov`, then the `cmp`); on x86-64
+/// one `cmp` with a memory operand is the same aligned, single-copy-atomic read, and the
+/// free fast path compares three such words (a page's state and bump limit, its region's
+/// owner). The field is named through its object: given a reference to the field, GCC 12
+/// computes its address into a register first, an `lea` for the `mov` saved. Under
+/// ThreadSanitizer (and off x86-64) these are plain relaxed loads, so the race detector
+/// sees every read.
+#if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
+#define RAMALLOC_FUSED_COMPARE 1
+#endif
+
+template <class S, class T>
+RAMALLOC_FAST_PATH bool relaxed_equals(const S *object, std::atomic<T> S::*member, T v) noexcept {
+#if defined(RAMALLOC_FUSED_COMPARE)
+  static_assert(std::atomic<T>::is_always_lock_free && sizeof(T) == sizeof(std::atomic<T>) &&
+                (sizeof(T) == 1 || sizeof(T) == 8));
+  bool eq;
+  if constexpr (sizeof(T) == 1)
+    asm("cmpb %b2, %1" : "=@cce"(eq) : "m"(object->*member), "qi"(static_cast<std::uint8_t>(v)));
+  else
+    asm("cmpq %q2, %1" : "=@cce"(eq) : "m"(object->*member), "r"(v));
+  return eq;
+#else
+  return (object->*member).load(std::memory_order_relaxed) == v;
+#endif
+}
+
+template <class S>
+RAMALLOC_FAST_PATH bool relaxed_at_or_past(std::uint32_t v, const S *object,
+                                           std::atomic<std::uint32_t> S::*member) noexcept {
+#if defined(RAMALLOC_FUSED_COMPARE)
+  bool ae;
+  asm("cmpl %1, %k2" : "=@ccae"(ae) : "m"(object->*member), "r"(v));
+  return ae;
+#else
+  return v >= (object->*member).load(std::memory_order_relaxed);
 #endif
 }
 

@@ -57,6 +57,7 @@ void avail_remove(heap_state *h, page *pg) noexcept {
 void store_shape(page *pg, std::uint8_t cls, std::uint32_t bs, std::uint32_t capacity,
                  std::uint64_t magic) noexcept {
   pg->bump.store(0, std::memory_order_relaxed);
+  pg->bump_end.store(0, std::memory_order_relaxed);
   pg->checked_bump.store(0, std::memory_order_relaxed);
   pg->size_class = cls;
   pg->canary_key.store(static_cast<std::uint32_t>(g_canary_key.load(std::memory_order_relaxed)),
@@ -830,6 +831,7 @@ void *bump_one(heap_state *h, page *pg, unsigned cls) noexcept {
   const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
   std::byte *b = pg->start + std::size_t{bump} * bs;
   pg->bump.store(bump + 1, std::memory_order_relaxed);
+  pg->bump_end.store((bump + 1) * bs, std::memory_order_relaxed);
   annotate_touch_begin(b, 8, bs);
   return hand_out<false>(h, pg, cls, b); // no 4-byte class: its blocks are threaded
 }
@@ -924,6 +926,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   pg->checked.store(checked, std::memory_order_relaxed);
   pg->checked_bump.store(1, std::memory_order_relaxed);
   pg->bump.store(checked ? 0 : 1, std::memory_order_relaxed);
+  pg->bump_end.store(checked ? 0 : bytes, std::memory_order_relaxed);
   if (checked)
     checked_set_live(pg, 0);
   pg->in_avail = false;
@@ -957,8 +960,9 @@ void page_emptied(heap_state *h, page *pg) noexcept {
   page_now_empty(h, pg);
 }
 
-void heap_free_remote(heap_state *current, heap_state *owner, page *pg, std::byte *p,
+void heap_free_remote(heap_state *current, const region *r, page *pg, std::byte *p,
                       std::uint32_t off) noexcept {
+  heap_state *owner = r->owner.load(std::memory_order_relaxed);
   if (!rcache_keep(current, owner, pg, p))
     remote_push(owner, pg, p, off);
 }

@@ -252,10 +252,12 @@ __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 /// parked for the owner (heap_state::parked) unless it heads the page's remote list (an
 /// immediate repeat of a remote free). Returns freed, double_free or unconfirmed.
 RAMALLOC_SLOW_PATH free_result free_marked(heap_state *current, void *p) noexcept;
-/// A free of block `p` (byte `off` of `pg`) for another heap, `owner`, by the thread whose
-/// current heap is `current` (or nullptr): kept in `current`'s remote-free cache when it
-/// takes it (rcache_keep), otherwise pushed on the page's remote word (remote_push).
-void heap_free_remote(heap_state *current, heap_state *owner, page *pg, std::byte *p,
+/// A free of block `p` (byte `off` of `pg`, in region `r`) for another heap, the region's
+/// owner, by the thread whose current heap is `current` (or nullptr): kept in `current`'s
+/// remote-free cache when it takes it (rcache_keep), otherwise pushed on the page's
+/// remote word (remote_push). The owner is read again here (the fast path compared it
+/// without keeping it): one that changed in between is the page's owner all the same.
+void heap_free_remote(heap_state *current, const region *r, page *pg, std::byte *p,
                       std::uint32_t off) noexcept;
 /// One CAS: block `p` onto `pg`'s remote list, and the page on `owner`'s inbox if it was
 /// not queued.
@@ -327,9 +329,9 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   // product stays inside the span, below 2^32).
   if (RAMALLOC_UNLIKELY(!pg->starts_block(off)))
     return free_result::interior;
-  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  if (RAMALLOC_UNLIKELY(off >= pg->bump.load(std::memory_order_relaxed) * bs))
+  if (RAMALLOC_UNLIKELY(relaxed_at_or_past(off, pg, &page::bump_end)))
     return free_result::not_live;
+  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
     const std::uint32_t seen = annotate_peek32(p + 4);
     const std::uint32_t mark = canary_of(pg, p);
@@ -351,13 +353,12 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
       return free_result::double_free;
     annotate_freed(p, bs);
   }
-  heap_state *owner = load_relaxed(r->owner);
-  if (RAMALLOC_UNLIKELY(owner != current)) {
+  if (RAMALLOC_UNLIKELY(!relaxed_equals(r, &region::owner, current))) {
     annotate_touch_end(p, 8, bs); // heap_free_remote touches the link itself
-    heap_free_remote(current, owner, pg, p, off);
+    heap_free_remote(current, r, pg, p, off);
     return free_result::freed;
   }
-  free_local(owner, pg, p, off);
+  free_local(current, pg, p, off);
   return free_result::freed;
 }
 
@@ -385,7 +386,7 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
   const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
   page *pg = os_region_pages(r) + h;
-  if (RAMALLOC_UNLIKELY(pg->state.load(std::memory_order_relaxed) != page_state::in_use))
+  if (RAMALLOC_UNLIKELY(!relaxed_equals(pg, &page::state, page_state::in_use)))
     return free_result::not_live;
   // The offset from the span's start: a descriptor's `start` is its own slice's address
   // (span.cpp sets nothing else), written before any block of the span was handed out.

@@ -75,6 +75,10 @@ struct alignas(sharing_span) page {
   // previous life's magic): offset -> index and the block-start test (locate).
   std::atomic<std::uint64_t> div_magic{0};
   region *home = nullptr;
+  // bump * block_size: the byte offset of the first never-used block, so the free fast
+  // path's "never handed out" test is one compare (set with bump: store_shape,
+  // set_page_bump, bump_one; 0 on a checked page, whose bump stays 0).
+  std::atomic<std::uint32_t> bump_end{0};
   // --- line 1: checked mode (mem/checked.cpp); never read on a fast path ---
   alignas(64)
   // A checked page keeps `bump` at 0, so every free into it fails the fast path's "never
@@ -138,10 +142,13 @@ inline std::uint32_t page_bump(const page *pg) noexcept {
              : pg->bump.load(std::memory_order_relaxed);
 }
 inline void set_page_bump(page *pg, std::uint32_t v) noexcept {
-  if (pg->checked.load(std::memory_order_relaxed))
+  if (pg->checked.load(std::memory_order_relaxed)) {
     pg->checked_bump.store(v, std::memory_order_relaxed);
-  else
+  } else {
     pg->bump.store(v, std::memory_order_relaxed);
+    pg->bump_end.store(v * pg->block_size.load(std::memory_order_relaxed),
+                       std::memory_order_relaxed);
+  }
 }
 
 /// ceil(2^64 / block_size), for block sizes from 2 up: page::locate is exact for every
