@@ -101,12 +101,13 @@ void release_to_page(heap_state *owner, page *pg, std::byte *p) noexcept {
   const auto off = static_cast<std::uint32_t>(p - pg->start);
   store_link(pg, p, pg->free_head);
   pg->free_head = off;
-  if (--pg->used == 0) {
-    if (!pg->in_idle)
+  pg->sub_used(1);
+  if (pg->used() == 0) {
+    if (!pg->in_idle())
       page_emptied(owner, pg);
-    else if (!pg->in_avail) // still on the idle list from an earlier emptying
+    else if (!pg->in_avail()) // still on the idle list from an earlier emptying
       heap_unfull(owner, pg);
-  } else if (!pg->in_avail) {
+  } else if (!pg->in_avail()) {
     heap_unfull(owner, pg);
   }
 }
@@ -257,7 +258,7 @@ void *checked_pop(heap_state *h, page *pg, unsigned cls) noexcept {
     report_damage(b, at, pg, "when it was handed out again");
   const std::uint32_t idx = pg->block_index(off);
   bits.set_live(idx);
-  ++pg->used;
+  ++pg->used_word;
   h->class_live[cls].add(1);
   return b;
 }

@@ -36,7 +36,7 @@ void sync_current(heap_state *h, unsigned cls) noexcept {
 void avail_push_back(heap_state *h, page *pg) noexcept {
   const unsigned cls = pg->size_class;
   h->avail[cls].push_back(pg);
-  pg->in_avail = true;
+  pg->set_in_avail(true);
   if (h->current[cls] == &g_empty_page)
     sync_current(h, cls);
 }
@@ -44,7 +44,7 @@ void avail_push_back(heap_state *h, page *pg) noexcept {
 void avail_remove(heap_state *h, page *pg) noexcept {
   const unsigned cls = pg->size_class;
   h->avail[cls].remove(pg);
-  pg->in_avail = false;
+  pg->set_in_avail(false);
   sync_current(h, cls);
 }
 
@@ -79,11 +79,11 @@ void format_page(page *pg, unsigned cls) noexcept {
               division_magic(bs));
   pg->free_head = nil_offset;
   pg->local_free_head = nil_offset;
-  pg->used = 0;
+  pg->set_used(0);
   pg->checked.store(checked_mode() &&
                         checked_format(pg->home, pg, pg->capacity.load(std::memory_order_relaxed)),
                     std::memory_order_relaxed);
-  pg->in_avail = false;
+  pg->set_in_avail(false);
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
   annotate_page_formatted(pg->start, std::size_t{slices} * slice_size, bs);
@@ -91,11 +91,11 @@ void format_page(page *pg, unsigned cls) noexcept {
 
 /// An empty page goes to the cache (one-slice pages) or back to the span bins.
 void retire_page(heap_state *h, page *pg) noexcept {
-  if (pg->in_idle) {
+  if (pg->in_idle()) {
     h->idle.remove(pg);
-    pg->in_idle = false;
+    pg->set_in_idle(false);
   }
-  if (pg->in_avail)
+  if (pg->in_avail())
     avail_remove(h, pg);
   if (pg->slices.load(std::memory_order_relaxed) != 1 || h->static_region != nullptr) {
     span_free(h, pg, false);
@@ -124,7 +124,7 @@ page *fresh_page(heap_state *h, unsigned cls) noexcept {
   }
   format_page(pg, cls);
   h->avail[cls].push_front(pg);
-  pg->in_avail = true;
+  pg->set_in_avail(true);
   h->current[cls] = pg->checked.load(std::memory_order_relaxed) ? &g_empty_page : pg;
   return pg;
 }
@@ -199,7 +199,7 @@ std::uint32_t take_remote(heap_state *h, page *pg) noexcept {
     return nil_offset;
   const std::uint64_t w = pg->remote.fetch_and(remote_word::queued, std::memory_order_acq_rel);
   const std::uint32_t n = remote_word::count(w);
-  pg->used -= n;
+  pg->sub_used(n);
   h->class_live[pg->size_class].sub(n);
   h->remote_frees.add(n);
   return n == 0 ? nil_offset : remote_word::head(w);
@@ -299,12 +299,12 @@ void page_now_empty(heap_state *h, page *pg) noexcept {
     retire_page(h, pg);
     return;
   }
-  if (!pg->in_idle) {
+  if (!pg->in_idle()) {
     pg->freed_at_ms = now_ms();
     h->idle.push_back(pg);
-    pg->in_idle = true;
+    pg->set_in_idle(true);
   }
-  if (!pg->in_avail) // a checked page (a current page is always in the list)
+  if (!pg->in_avail()) // a checked page (a current page is always in the list)
     avail_push_back(h, pg);
 }
 
@@ -347,7 +347,7 @@ bool watch(heap_state *h, page *pg) noexcept {
 /// holds every block still out (the page would empty: its memory does not wait).
 bool watch_due(const page *pg) noexcept {
   return now_ms() - pg->watched_at_ms >= watch_delay_ms ||
-         remote_word::count(pg->remote.load(std::memory_order_relaxed)) >= pg->used;
+         remote_word::count(pg->remote.load(std::memory_order_relaxed)) >= pg->used();
 }
 
 /// The next inbox entry to pay, or nullptr: none, or the front one is a watched entry
@@ -378,7 +378,7 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
     const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
     h->remote_frees.add(remote_word::count(w));
     if (remote_word::count(w) != 0) {
-      pg->used = 0;
+      pg->set_used(0);
       h->class_live[large_class].sub(1);
       large_release(h, pg);
     }
@@ -390,7 +390,7 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
     const std::uint64_t w = pg->remote.exchange(remote_word::empty, std::memory_order_acq_rel);
     const std::uint32_t n = remote_word::count(w);
     if (n != 0) {
-      pg->used -= n;
+      pg->sub_used(n);
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
       if (pg->free_head == nil_offset)
@@ -399,7 +399,7 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
         pg->local_free_head = remote_word::head(w);
       // Blocks are still out, so more remote frees may follow: watch the page. Only its
       // owner does (an orphan's servicer pays the orphan down instead).
-      watched = may_watch && pg->used != 0 && !pg->checked.load(std::memory_order_relaxed) &&
+      watched = may_watch && pg->used() != 0 && !pg->checked.load(std::memory_order_relaxed) &&
                 h->status.load(std::memory_order_relaxed) == heap_status::owned && watch(h, pg);
     }
   } else {
@@ -407,7 +407,7 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
     // in O(1) whether every block of the page is now free.
     const std::uint64_t w = pg->remote.fetch_and(~remote_word::queued, std::memory_order_acq_rel);
     const std::uint32_t n = remote_word::count(w);
-    if (n == pg->used) {
+    if (n == pg->used()) {
       // Nothing live, so no further free can arrive: every block is free, wherever its
       // link is. Rather than splice three lists (a walk), start the page over: lazy
       // extension hands its blocks out again from the first. O(1).
@@ -415,16 +415,16 @@ void settle_inbox_page(heap_state *h, page *pg, bool may_watch = true) noexcept 
       pg->free_head = nil_offset;
       pg->local_free_head = nil_offset;
       set_page_bump(pg, 0);
-      pg->used = 0;
+      pg->set_used(0);
       h->class_live[pg->size_class].sub(n);
       h->remote_frees.add(n);
     }
   }
   if (!watched)
     h->inbox_count.fetch_sub(1, std::memory_order_relaxed);
-  if (pg->used == 0) {
+  if (pg->used() == 0) {
     page_now_empty(h, pg);
-  } else if (!pg->in_avail && has_free_block(pg)) {
+  } else if (!pg->in_avail() && has_free_block(pg)) {
     // Only a page with a block to give goes back: a page whose remote list an earlier
     // refill took (its entry was still queued) may have run out since, and an empty
     // entry in the available list would cost the slow path a turn. A page left out
@@ -459,7 +459,7 @@ bool over_dirty_cap(const heap_state *h) noexcept {
 /// any other purge step, so a long run of them never lengthens one step.
 page *stale_idle_front(heap_state *h) noexcept {
   page *i = h->idle.front();
-  return i != nullptr && i->used != 0 ? i : nullptr;
+  return i != nullptr && i->used() != 0 ? i : nullptr;
 }
 
 /// One unit of purge work if any is due; `bytes_left` is this step's purge budget. The
@@ -471,7 +471,7 @@ page *stale_idle_front(heap_state *h) noexcept {
 bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexcept {
   if (page *stale = stale_idle_front(h)) {
     h->idle.pop_front();
-    stale->in_idle = false;
+    stale->set_in_idle(false);
     return true;
   }
   const std::uint64_t delay = g_options.purge_delay_ms.load(std::memory_order_relaxed);
@@ -479,7 +479,7 @@ bool purge_step(heap_state *h, std::uint64_t now, std::size_t &bytes_left) noexc
   if (i != nullptr && now - i->freed_at_ms >= delay) {
     // A current page that stayed empty for purge_delay: its class is idle, retire it.
     h->idle.pop_front();
-    i->in_idle = false;
+    i->set_in_idle(false);
     if (!is_queued(i))
       retire_page(h, i);
     return true;
@@ -574,7 +574,7 @@ void settle_before_growth(heap_state *h, unsigned cls) noexcept {
       f->links.next != nullptr && has_listed_block(f->links.next))
     return;
   settle_inbox_slice(
-      h, [cls](const page *pg) { return pg->size_class == cls && pg->in_avail && has_listed_block(pg); },
+      h, [cls](const page *pg) { return pg->size_class == cls && pg->in_avail() && has_listed_block(pg); },
       true); // growth does not wait for a watched page's delay
 }
 
@@ -920,7 +920,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   const std::uint32_t bytes = n * static_cast<std::uint32_t>(slice_size);
   store_shape(pg, large_class, bytes, 1, large_span_magic);
   pg->free_head = pg->local_free_head = nil_offset;
-  pg->used = 1;
+  pg->set_used(1);
   // A checked large span keeps bump at 0 so its free comes to checked_free.
   const bool checked = checked_mode() && checked_format(pg->home, pg, 1);
   pg->checked.store(checked, std::memory_order_relaxed);
@@ -929,7 +929,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   pg->bump_end.store(checked ? 0 : bytes, std::memory_order_relaxed);
   if (checked)
     checked_set_live(pg, 0);
-  pg->in_avail = false;
+  pg->set_in_avail(false);
   pg->remote.store(remote_word::empty, std::memory_order_relaxed);
   pg->state.store(page_state::in_use, std::memory_order_release);
   h->large_live_bytes.add(bytes);
@@ -949,7 +949,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
 void page_emptied(heap_state *h, page *pg) noexcept {
   auto_purge_on_discard(h);
   if (is_queued(pg)) { // still in the inbox: settling it there will retire it
-    if (pg->size_class != large_class && !pg->in_avail)
+    if (pg->size_class != large_class && !pg->in_avail())
       avail_push_back(h, pg);
     return;
   }
@@ -1143,13 +1143,13 @@ void heap_flush(heap_state *h) noexcept {
           pg->free_head = r;
         }
       }
-      if (pg->used == 0 && !is_queued(pg))
+      if (pg->used() == 0 && !is_queued(pg))
         retire_page(h, pg);
       pg = next;
     }
   }
   while (page *i = h->idle.pop_front()) // pages emptied are retired above; these are in use
-    i->in_idle = false;
+    i->set_in_idle(false);
   while (page *c = h->cache.pop_front()) {
     c->state.store(page_state::in_use, std::memory_order_relaxed);
     span_free(h, c, false);

@@ -185,7 +185,7 @@ RAMALLOC_FAST_PATH void *hand_out(heap_state *h, page *pg, std::size_t cls, std:
   if (!MayBeTiny || RAMALLOC_LIKELY(cls != 0))
     __builtin_memset(b + 4, 0, 4);
   annotate_touch_end(b, 8, class_block_size(cls));
-  ++pg->used;
+  ++pg->used_word;
   h->class_live[cls].add(1);
   return b;
 }
@@ -306,13 +306,13 @@ RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
   annotate_touch_end(p, 8, annotate_block_size(pg));
   pg->free_head = off;
   owner->class_live[pg->size_class].sub(1);
-  if (RAMALLOC_UNLIKELY(--pg->used == 0)) {
-    // An idle current page emptied again (a class bouncing between 0 and 1 live blocks)
-    // needs nothing: it is already on the idle list.
-    if (!pg->in_idle)
+  // One decrement tells the two exceptions from the common case (page::used_word): the
+  // page emptied (an idle current page emptying again does not count), or it was full.
+  if (RAMALLOC_UNLIKELY(pg->release_one_needs_more())) {
+    if (pg->used() != 0)
+      heap_unfull(owner, pg);
+    else if (!pg->in_idle()) // out of the available list and idle: nothing to do
       page_emptied(owner, pg);
-  } else if (RAMALLOC_UNLIKELY(!pg->in_avail)) {
-    heap_unfull(owner, pg);
   }
 }
 

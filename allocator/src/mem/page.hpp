@@ -92,9 +92,17 @@ struct alignas(sharing_span) page {
   // --- line 2: owner-only (the allocation fast path reads and writes these) ---
   alignas(sharing_span) std::uint32_t free_head = nil_offset; // blocks ready to hand out
   std::uint32_t local_free_head = nil_offset; // a remote list parked while free_head was busy
-  std::uint32_t used = 0;                     // blocks out (remote frees subtract when taken)
-  bool in_avail = false;                      // in its class's available list
-  bool in_idle = false;                       // empty current page on the idle list
+  // The free fast path's one decrement (release_one_needs_more) leaves this word <= 0
+  // exactly when the free needs more than the link: the page emptied, or it was full.
+  // It holds the blocks out (remote frees subtract when taken), plus 1 while the page is
+  // an empty current page on the idle list (`idle`: a class bouncing between 0 and 1
+  // live blocks empties it again and again, and that needs nothing), minus 2^31 while
+  // the page is out of its class's available list (full, or not an available small
+  // page). The owner increments it directly for a block handed out; everything else
+  // goes through the accessors below.
+  static constexpr std::uint32_t out_of_avail = 0x80000000u;
+  std::int32_t used_word = static_cast<std::int32_t>(out_of_avail);
+  bool idle = false; // read through in_idle()
   bool watched = false; // an inbox entry the owner put back (mem/heap.cpp, watch)
   list_links<page> links;       // class available list, page cache, or free-span bin
   list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
@@ -104,6 +112,39 @@ struct alignas(sharing_span) page {
   // --- line 4: written by remote frees ---
   alignas(sharing_span) std::atomic<std::uint64_t> remote{remote_word::empty};
   std::atomic<page *> inbox_next{nullptr};
+
+  std::uint32_t used() const noexcept {
+    return (static_cast<std::uint32_t>(used_word) & ~out_of_avail) - (idle ? 1 : 0);
+  }
+  void set_used(std::uint32_t n) noexcept {
+    const std::uint32_t flag = static_cast<std::uint32_t>(used_word) & out_of_avail;
+    used_word = static_cast<std::int32_t>(flag | (n + (idle ? 1 : 0)));
+  }
+  void sub_used(std::uint32_t n) noexcept { set_used(used() - n); }
+  bool in_avail() const noexcept { return used_word >= 0; }
+  void set_in_avail(bool in) noexcept {
+    const auto w = static_cast<std::uint32_t>(used_word);
+    used_word = static_cast<std::int32_t>(in ? w & ~out_of_avail : w | out_of_avail);
+  }
+  /// An empty current page on its heap's idle list.
+  bool in_idle() const noexcept { return idle; }
+  void set_in_idle(bool in) noexcept {
+    const std::uint32_t n = used();
+    idle = in;
+    set_used(n);
+  }
+  /// A block came back: whether the page emptied or was full (the free's slow cases).
+  /// One `subl` to memory and a branch on its flags (GCC loads, subtracts, stores and
+  /// tests otherwise); the plain decrement under TSan, which cannot see inline asm.
+  bool release_one_needs_more() noexcept {
+#if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
+    bool le;
+    asm("subl $1, %0" : "+m"(used_word), "=@ccle"(le));
+    return le;
+#else
+    return --used_word <= 0;
+#endif
+  }
 
   /// Index of the block containing byte `offset`.
   std::uint32_t block_index(std::uint32_t offset) const noexcept { return locate(offset).index; }

@@ -306,8 +306,8 @@ std::size_t span_reset_region(heap_state *h, region *r) noexcept {
                              pg->block_size.load(std::memory_order_relaxed),
                              std::size_t{len} * slice_size);
     pg->state.store(page_state::unused, std::memory_order_relaxed);
-    pg->in_avail = false;
-    pg->in_idle = false;
+    pg->set_in_avail(false);
+    pg->set_in_idle(false);
     ++spans;
     i += len;
   }
