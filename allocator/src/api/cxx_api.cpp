@@ -253,7 +253,7 @@ heap &current_heap() noexcept {
   annotate_scope in_allocator; // tools: common/annotate.hpp
   // A heap that lasts: during thread teardown too (it is then handed off by the next
   // key-destructor round, if the C library runs one).
-  heap_state *h = t_current != nullptr ? t_current : bind_thread(/*even_after_exit=*/true);
+  heap_state *h = t_current != &g_unbound ? t_current : bind_thread(/*even_after_exit=*/true);
   RAMALLOC_CHECK(h != nullptr, "out of memory creating the thread's heap");
   return heap_access::handle(h);
 }

@@ -33,6 +33,8 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
     errno = ENOMEM;
     return nullptr;
   }
+  if (RAMALLOC_UNLIKELY(h == &g_unbound)) // the thread has no heap yet
+    return alloc_binding([=](heap_state *b) { return alloc_big(b, size, align, zeroed); });
   if (size <= large_max && align <= region_size / 4) {
     void *p = heap_alloc_large(h, size, align, zeroed);
     annotate_acquired(p, size, align_up(size, slice_size), zeroed != nullptr && *zeroed);
@@ -99,24 +101,6 @@ inline void *alloc_aligned(heap_state *h, std::size_t size, std::size_t align) n
     return p;
   }
   return alloc_big(h, size, align < slice_size ? slice_size : align);
-}
-
-/// An allocation for a thread that has no heap and cannot be given one: out of memory
-/// (NULL, ENOMEM), or past its exit hook (a later pthread-key destructor allocates),
-/// where a heap bound now might never be handed off. Then the block comes from a thread
-/// heap adopted for this one allocation and handed straight back (O(1): two stack
-/// operations), so nothing outlives the thread unseen and heaps are reused, not
-/// multiplied; the block is freed like any other.
-template <typename Allocate>
-RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
-  heap_state *h = thread_exited() ? adopt_for_one_allocation() : nullptr;
-  if (h == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  void *p = allocate(h);
-  heap_release(h, /*drain=*/false);
-  return p;
 }
 
 /// Reports a free that was rejected (and counts it): one line saying what happened, the
@@ -210,21 +194,14 @@ RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
   return free_unusual(p, r);
 }
 
-/// The slow half of alloc_current: the calling thread has no heap bound (its first
-/// allocation), or is past its exit hook (alloc_unbound), or is out of memory.
-template <typename Allocate>
-RAMALLOC_SLOW_PATH void *alloc_binding(Allocate allocate) noexcept {
-  heap_state *h = bind_thread();
-  return h != nullptr ? allocate(h) : alloc_unbound(allocate);
-}
-
 /// `allocate(h)` on the calling thread's current heap (debug step count around it). A
 /// thread without one takes alloc_binding, a tail call: the fast path saves no register.
 template <typename Allocate>
 RAMALLOC_FAST_PATH void *alloc_current(Allocate allocate) noexcept {
   steps_begin();
-  heap_state *h = t_current;
-  void *p = RAMALLOC_LIKELY(h != nullptr) ? allocate(h) : alloc_binding(allocate);
+  // A thread without a heap has g_unbound: its acquires reach heap_alloc_slow (classes)
+  // or alloc_big, which bind it one.
+  void *p = allocate(t_current);
   steps_end_acquire();
   return p;
 }

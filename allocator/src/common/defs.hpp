@@ -40,11 +40,11 @@ RAMALLOC_FAST_PATH void prefetch_for_write(const void *p) noexcept {
 }
 
 /// Relaxed atomic loads fused with their compare: `object->*member == v` (a std::atomic of
-/// 1 or 8 bytes) and `v >= object->*member` (unsigned, 4 bytes). GCC and Clang never fold
+/// 1, 4 or 8 bytes) and `v >= object->*member` (unsigned, 4 bytes). GCC and Clang never fold
 /// an atomic load into the instruction that uses it (a `mov`, then the `cmp`); on x86-64
 /// one `cmp` with a memory operand is the same aligned, single-copy-atomic read, and the
-/// free fast path compares three such words (a page's state and bump limit, its region's
-/// owner). The field is named through its object: given a reference to the field, GCC 12
+/// free fast path compares four such words (a page's state, bump limit and block size,
+/// its region's owner). The field is named through its object: given a reference to the field, GCC 12
 /// computes its address into a register first, an `lea` for the `mov` saved. Under
 /// ThreadSanitizer (and off x86-64) these are plain relaxed loads, so the race detector
 /// sees every read.
@@ -56,10 +56,12 @@ template <class S, class T>
 RAMALLOC_FAST_PATH bool relaxed_equals(const S *object, std::atomic<T> S::*member, T v) noexcept {
 #if defined(RAMALLOC_FUSED_COMPARE)
   static_assert(std::atomic<T>::is_always_lock_free && sizeof(T) == sizeof(std::atomic<T>) &&
-                (sizeof(T) == 1 || sizeof(T) == 8));
+                (sizeof(T) == 1 || sizeof(T) == 4 || sizeof(T) == 8));
   bool eq;
   if constexpr (sizeof(T) == 1)
     asm("cmpb %b2, %1" : "=@cce"(eq) : "m"(object->*member), "qi"(static_cast<std::uint8_t>(v)));
+  else if constexpr (sizeof(T) == 4)
+    asm("cmpl %k2, %1" : "=@cce"(eq) : "m"(object->*member), "ri"(v));
   else
     asm("cmpq %q2, %1" : "=@cce"(eq) : "m"(object->*member), "r"(v));
   return eq;

@@ -12,7 +12,7 @@ namespace ramalloc::detail {
 
 // initial-exec: the TLS slot is at a fixed offset, so reading it never calls into the
 // dynamic linker (which may allocate) — required once the override is preloaded.
-constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec"))) = &g_unbound;
 
 namespace {
 
@@ -58,7 +58,7 @@ void on_thread_exit(void *value) noexcept {
   auto *h = static_cast<heap_state *>(value);
   t_exited = true;
   if (t_current == h)
-    t_current = nullptr;
+    t_current = &g_unbound;
   g_last_thread_orphan_ms.store(now_ms(), std::memory_order_relaxed);
   heap_release(h, /*drain=*/false);
 }
@@ -272,6 +272,10 @@ heap_state *bind_thread(bool even_after_exit) noexcept {
   // Arms (or, during thread teardown, re-arms) the exit hook for this heap.
   pthread_setspecific(g_thread_key, h);
   return h;
+}
+
+void *unbound_alloc_class(unsigned cls) noexcept {
+  return alloc_binding([cls](heap_state *h) { return heap_alloc_class<true>(h, cls); });
 }
 
 void heap_release(heap_state *h, bool drain) noexcept {

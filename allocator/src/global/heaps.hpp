@@ -5,18 +5,21 @@
 // thread that needs a heap. A remote free can therefore always reach its owner's inbox.
 #pragma once
 
+#include <cerrno>
+
 #include "mem/heap.hpp"
 
 namespace ramalloc::detail {
 
-/// The calling thread's current heap (its own, or one installed by heap_scope).
+/// The calling thread's current heap (its own, one installed by heap_scope, or g_unbound
+/// while it has none).
 extern constinit thread_local heap_state *t_current __attribute__((tls_model("initial-exec")));
 
 /// Binds a heap to the calling thread (adopting an orphan first: the newest one only when
 /// no other waits); nullptr when out of memory, or when the thread's exit hook already
 /// handed its heap off (thread_exited)
 /// unless `even_after_exit` (current_heap(), which must return a heap that lasts).
-/// Called when t_current is null.
+/// Called when t_current is g_unbound.
 RAMALLOC_SLOW_PATH heap_state *bind_thread(bool even_after_exit = false) noexcept;
 
 /// The calling thread is exiting and its exit hook has handed its heap off: a heap bound
@@ -26,9 +29,11 @@ bool thread_exited() noexcept;
 /// one); the caller hands it back with heap_release. nullptr when out of memory. O(1).
 heap_state *adopt_for_one_allocation() noexcept;
 
+/// The calling thread's current heap, bound first if it has none (nullptr if none can
+/// be bound: see bind_thread).
 RAMALLOC_FAST_PATH heap_state *current_state() noexcept {
   heap_state *h = t_current;
-  if (RAMALLOC_UNLIKELY(h == nullptr))
+  if (RAMALLOC_UNLIKELY(h == &g_unbound))
     h = bind_thread();
   return h;
 }
@@ -48,5 +53,32 @@ std::size_t service_orphans(std::size_t budget) noexcept;
 void flush_orphans() noexcept;
 /// Process-wide statistics.
 void global_stats(ram_stats *out) noexcept;
+
+/// An allocation for a thread that has no heap and cannot be given one: out of memory
+/// (NULL, ENOMEM), or past its exit hook (a later pthread-key destructor allocates),
+/// where a heap bound now might never be handed off. Then the block comes from a thread
+/// heap adopted for this one allocation and handed straight back (O(1): two stack
+/// operations), so nothing outlives the thread unseen and heaps are reused, not
+/// multiplied; the block is freed like any other.
+template <typename Allocate>
+RAMALLOC_SLOW_PATH void *alloc_unbound(Allocate allocate) noexcept {
+  heap_state *h = thread_exited() ? adopt_for_one_allocation() : nullptr;
+  if (h == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void *p = allocate(h);
+  heap_release(h, /*drain=*/false);
+  return p;
+}
+
+/// `allocate` for a thread whose current heap is g_unbound (its first acquire of a class,
+/// or its first big one): on the heap bound to it now, or as alloc_unbound (past its exit
+/// hook, or out of memory).
+template <typename Allocate>
+RAMALLOC_SLOW_PATH void *alloc_binding(Allocate allocate) noexcept {
+  heap_state *h = bind_thread();
+  return h != nullptr ? allocate(h) : alloc_unbound(allocate);
+}
 
 } // namespace ramalloc::detail

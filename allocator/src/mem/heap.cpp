@@ -13,6 +13,7 @@
 namespace ramalloc::detail {
 
 constinit page g_empty_page{};
+constinit heap_state g_unbound{};
 constinit std::atomic<std::uint64_t> g_canary_key{0x5bd1e9955bd1e995ull};
 constinit std::atomic<std::uint64_t> g_orphans_waiting{0};
 constinit std::atomic<orphan_service_fn> g_orphan_service{nullptr};
@@ -894,6 +895,8 @@ RAMALLOC_SLOW_PATH void *alloc_from_next_page(heap_state *h, unsigned cls) noexc
 } // namespace
 
 void *heap_alloc_slow(heap_state *h, unsigned cls) noexcept {
+  if (RAMALLOC_UNLIKELY(h == &g_unbound)) // the thread's first acquire of the class
+    return unbound_alloc_class(cls);
   // The current page is out of free blocks: blocks this heap freed for other thread
   // heaps come before its next page (their lines are in this core's cache).
   if (rcache_class(cls) && h->rcache[cls - rcache_first].count != 0)

@@ -7,6 +7,7 @@
 // allocation slow path.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <new>
@@ -72,9 +73,19 @@ struct rcache_bin {
   std::atomic<std::byte *> slot[rcache_slots]{};
 };
 
+/// The empty page every class starts with: no free block, so the first acquire of a class
+/// takes the slow path. Never written.
+extern page g_empty_page;
+constexpr std::array<page *, class_count> all_empty_pages() noexcept {
+  std::array<page *, class_count> pages{};
+  for (page *&pg : pages)
+    pg = &g_empty_page;
+  return pages;
+}
+
 struct heap_state {
   // --- owner-only; the fast path reads `current` ---
-  page *current[class_count];
+  std::array<page *, class_count> current = all_empty_pages();
   intrusive_list<page, &page::links> avail[class_count];
   intrusive_list<page, &page::links> cache;            // empty one-slice pages, oldest at front
   span_bins dirty_bins;                                // free spans still resident
@@ -160,9 +171,18 @@ RAMALLOC_FAST_PATH std::uint32_t annotate_block_size(const page *pg) noexcept {
   return annotations_enabled ? pg->block_size.load(std::memory_order_relaxed) : 0;
 }
 
-/// The empty page every class starts with: no free block, so the first acquire of a class
-/// takes the slow path. Never written.
-extern page g_empty_page;
+/// heap_alloc_slow for g_unbound: binds the calling thread a heap (or adopts one for this
+/// allocation, past its exit hook) and allocates a block of class `cls` from it; NULL
+/// with ENOMEM. Defined by global/heaps.cpp (the memory layer cannot name the binding).
+RAMALLOC_SLOW_PATH void *unbound_alloc_class(unsigned cls) noexcept;
+
+/// The current heap of a thread that has none (t_current's initial value, and its value
+/// again after the thread's exit hook): every class's current page is g_empty_page, so
+/// the allocation fast path needs no test for "no heap yet": its first acquire of any
+/// class takes heap_alloc_slow, which hands it to unbound_alloc_class. Never written:
+/// it owns no region, so no free is ever local to it, and nothing else may be given it
+/// (the api layer's big allocations, reclaim and stats test for it first).
+extern heap_state g_unbound;
 
 /// Makes a fresh heap usable (after placement-new).
 void heap_init(heap_state *h) noexcept;
@@ -331,8 +351,8 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     return free_result::interior;
   if (RAMALLOC_UNLIKELY(relaxed_at_or_past(off, pg, &page::bump_end)))
     return free_result::not_live;
-  const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
-  if (RAMALLOC_LIKELY(bs != 4)) { // the 4-byte class has no room for a canary
+  const std::uint32_t bs = annotate_block_size(pg); // for the tools only (0 without them)
+  if (RAMALLOC_LIKELY(!relaxed_equals(pg, &page::block_size, 4u))) { // 4 bytes: no canary
     const std::uint32_t seen = annotate_peek32(p + 4);
     const std::uint32_t mark = canary_of(pg, p);
     if (RAMALLOC_UNLIKELY(seen == mark))
@@ -362,7 +382,8 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
   return free_result::freed;
 }
 
-/// Frees `p` after validating it. `current` is the caller's current heap (or nullptr):
+/// Frees `p` after validating it. `current` is the caller's current heap (g_unbound if
+/// it has none):
 /// pages it owns are freed locally, others through their owner's remote word. O(1).
 /// Null is never freed (the callers' out-of-line paths turn it into a no-op, so the fast
 /// path needs no test of its own): no standard OS region lies in granule 0 (one would
