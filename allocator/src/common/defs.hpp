@@ -74,8 +74,12 @@ template <class S>
 RAMALLOC_FAST_PATH bool relaxed_at_or_past(std::uint32_t v, const S *object,
                                            std::atomic<std::uint32_t> S::*member) noexcept {
 #if defined(RAMALLOC_FUSED_COMPARE)
+  // The free must read the bump limit after the page's magic (an acquire load,
+  // page::starts_block; x86-64 keeps loads in the order they are emitted). volatile keeps
+  // GCC from hoisting or merging the asm; the emitted order is checked in the fast path's
+  // code (docs/benchmarks.md, fast path table) and by BadInput.AFreeRacingAPagesFormat....
   bool ae;
-  asm("cmpl %1, %k2" : "=@ccae"(ae) : "m"(object->*member), "r"(v));
+  asm volatile("cmpl %1, %k2" : "=@ccae"(ae) : "m"(object->*member), "r"(v));
   return ae;
 #else
   return v >= (object->*member).load(std::memory_order_relaxed);
