@@ -194,8 +194,8 @@ RAMALLOC_FAST_PATH bool free_and_report(void *p) noexcept {
   return free_unusual(p, r);
 }
 
-/// `allocate(h)` on the calling thread's current heap (debug step count around it). A
-/// thread without one takes alloc_binding, a tail call: the fast path saves no register.
+/// `allocate(h)` on the calling thread's current heap (debug step count around it). No
+/// test for a thread without one: its current heap is g_unbound (mem/heap.hpp).
 template <typename Allocate>
 RAMALLOC_FAST_PATH void *alloc_current(Allocate allocate) noexcept {
   steps_begin();

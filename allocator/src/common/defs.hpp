@@ -44,8 +44,8 @@ RAMALLOC_FAST_PATH void prefetch_for_write(const void *p) noexcept {
 /// an atomic load into the instruction that uses it (a `mov`, then the `cmp`); on x86-64
 /// one `cmp` with a memory operand is the same aligned, single-copy-atomic read, and the
 /// free fast path compares four such words (a page's state, bump limit and block size,
-/// its region's owner). The field is named through its object: given a reference to the field, GCC 12
-/// computes its address into a register first, an `lea` for the `mov` saved. Under
+/// its region's owner). The field is named through its object: given a reference to the
+/// field, GCC 12 computes its address into a register first, an `lea` for the `mov` saved. Under
 /// ThreadSanitizer (and off x86-64) these are plain relaxed loads, so the race detector
 /// sees every read.
 #if defined(__x86_64__) && !defined(RAMALLOC_TSAN)

@@ -273,7 +273,7 @@ __attribute__((noinline)) void heap_unfull(heap_state *h, page *pg) noexcept;
 /// immediate repeat of a remote free). Returns freed, double_free or unconfirmed.
 RAMALLOC_SLOW_PATH free_result free_marked(heap_state *current, void *p) noexcept;
 /// A free of block `p` (byte `off` of `pg`, in region `r`) for another heap, the region's
-/// owner, by the thread whose current heap is `current` (or nullptr): kept in `current`'s
+/// owner, by the thread whose current heap is `current` (g_unbound if none): kept in `current`'s
 /// remote-free cache when it takes it (rcache_keep), otherwise pushed on the page's
 /// remote word (remote_push). The owner is read again here (the fast path compared it
 /// without keeping it): one that changed in between is the page's owner all the same.

@@ -102,8 +102,8 @@ struct alignas(sharing_span) page {
   // goes through the accessors below.
   static constexpr std::uint32_t out_of_avail = 0x80000000u;
   std::int32_t used_word = static_cast<std::int32_t>(out_of_avail);
-  bool idle = false; // read through in_idle()
-  bool watched = false; // an inbox entry the owner put back (mem/heap.cpp, watch)
+  bool idle = false;            // read through in_idle()
+  bool watched = false;         // an inbox entry the owner put back (mem/heap.cpp, watch)
   list_links<page> links;       // class available list, page cache, or free-span bin
   list_links<page> dirty_links; // dirty FIFO (free spans) or idle list (empty current pages)
   std::uint64_t freed_at_ms = 0;

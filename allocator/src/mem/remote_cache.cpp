@@ -65,7 +65,7 @@ bool rcache_keep(heap_state *current, const heap_state *owner, const page *pg,
   // The caller's own words first: a thread that only frees (a consumer) finds its bins
   // full and reads no line of the owner's.
   const unsigned cls = pg->size_class;
-  if (current == nullptr || !rcache_class(cls) || !current->thread_heap)
+  if (!rcache_class(cls) || !current->thread_heap) // g_unbound is no thread heap
     return false;
   rcache_bin &b = bin_of(current, cls);
   if (b.count >= g_options.remote_cache.load(std::memory_order_relaxed) ||
