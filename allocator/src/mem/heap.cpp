@@ -831,8 +831,7 @@ void *bump_one(heap_state *h, page *pg, unsigned cls) noexcept {
   const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
   const std::uint32_t bump = pg->bump.load(std::memory_order_relaxed);
   std::byte *b = pg->start + std::size_t{bump} * bs;
-  pg->bump.store(bump + 1, std::memory_order_relaxed);
-  pg->bump_end.store((bump + 1) * bs, std::memory_order_relaxed);
+  set_page_bump(pg, bump + 1);
   annotate_touch_begin(b, 8, bs);
   return hand_out<false>(h, pg, cls, b); // no 4-byte class: its blocks are threaded
 }
@@ -928,8 +927,7 @@ void *heap_alloc_large(heap_state *h, std::size_t size, std::size_t align, bool 
   const bool checked = checked_mode() && checked_format(pg->home, pg, 1);
   pg->checked.store(checked, std::memory_order_relaxed);
   pg->checked_bump.store(1, std::memory_order_relaxed);
-  pg->bump.store(checked ? 0 : 1, std::memory_order_relaxed);
-  pg->bump_end.store(checked ? 0 : bytes, std::memory_order_relaxed);
+  set_page_bump(pg, 1); // the unchecked bump index and limit stay 0 on a checked span
   if (checked)
     checked_set_live(pg, 0);
   pg->set_in_avail(false);

@@ -76,8 +76,8 @@ struct alignas(sharing_span) page {
   std::atomic<std::uint64_t> div_magic{0};
   region *home = nullptr;
   // bump * block_size: the byte offset of the first never-used block, so the free fast
-  // path's "never handed out" test is one compare (set with bump: store_shape,
-  // set_page_bump, bump_one; 0 on a checked page, whose bump stays 0).
+  // path's "never handed out" test is one compare. Written only with the bump index, by
+  // store_shape and set_page_bump (0 on a checked page, whose bump stays 0).
   std::atomic<std::uint32_t> bump_end{0};
   // --- line 1: checked mode (mem/checked.cpp); never read on a fast path ---
   alignas(64)
