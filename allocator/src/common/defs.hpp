@@ -18,11 +18,13 @@
 #if defined(__SANITIZE_THREAD__) && !defined(RAMALLOC_TSAN)
 #define RAMALLOC_TSAN 1
 #endif
-/// Single-writer statistics updated by one `add` to memory (see owner_counter).
+/// Inline asm for the fast paths' memory operands on x86-64: owner_counter's one `add` to
+/// memory, the fused compares below, page::release_one_needs_more. Off under TSan, which
+/// cannot see inside an asm statement: the race detector then checks the plain C++.
 #if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
-#define RAMALLOC_OWNER_ADD_ASM 1
+#define RAMALLOC_X86_ASM 1
 #else
-#define RAMALLOC_OWNER_ADD_ASM 0
+#define RAMALLOC_X86_ASM 0
 #endif
 
 namespace ramalloc::detail {
@@ -46,15 +48,12 @@ RAMALLOC_FAST_PATH void prefetch_for_write(const void *p) noexcept {
 /// free fast path compares four such words (a page's state, bump limit and block size,
 /// its region's owner). The field is named through its object: given a reference to the
 /// field, GCC 12 computes its address into a register first, an `lea` for the `mov` saved. Under
-/// ThreadSanitizer (and off x86-64) these are plain relaxed loads, so the race detector
-/// sees every read.
-#if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
-#define RAMALLOC_FUSED_COMPARE 1
-#endif
+/// ThreadSanitizer (and off x86-64) these are plain relaxed loads (RAMALLOC_X86_ASM), so
+/// the race detector sees every read.
 
 template <class S, class T>
 RAMALLOC_FAST_PATH bool relaxed_equals(const S *object, std::atomic<T> S::*member, T v) noexcept {
-#if defined(RAMALLOC_FUSED_COMPARE)
+#if RAMALLOC_X86_ASM
   static_assert(std::atomic<T>::is_always_lock_free && sizeof(T) == sizeof(std::atomic<T>) &&
                 (sizeof(T) == 1 || sizeof(T) == 4 || sizeof(T) == 8));
   bool eq;
@@ -73,7 +72,7 @@ RAMALLOC_FAST_PATH bool relaxed_equals(const S *object, std::atomic<T> S::*membe
 template <class S>
 RAMALLOC_FAST_PATH bool relaxed_at_or_past(std::uint32_t v, const S *object,
                                            std::atomic<std::uint32_t> S::*member) noexcept {
-#if defined(RAMALLOC_FUSED_COMPARE)
+#if RAMALLOC_X86_ASM
   // The free must read the bump limit after the page's magic (an acquire load,
   // page::starts_block; x86-64 keeps loads in the order they are emitted). volatile keeps
   // GCC from hoisting or merging the asm; the emitted order is checked in the fast path's

@@ -32,14 +32,14 @@ namespace ramalloc::detail {
 struct owner_counter {
   std::atomic<std::uint64_t> v{0};
   void add(std::uint64_t n) noexcept {
-#if RAMALLOC_OWNER_ADD_ASM
+#if RAMALLOC_X86_ASM
     asm("addq %1, %0" : "+m"(*reinterpret_cast<std::uint64_t *>(&v)) : "er"(n));
 #else
     v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 #endif
   }
   void sub(std::uint64_t n) noexcept {
-#if RAMALLOC_OWNER_ADD_ASM
+#if RAMALLOC_X86_ASM
     asm("subq %1, %0" : "+m"(*reinterpret_cast<std::uint64_t *>(&v)) : "er"(n));
 #else
     v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);

@@ -137,7 +137,7 @@ struct alignas(sharing_span) page {
   /// One `subl` to memory and a branch on its flags (GCC loads, subtracts, stores and
   /// tests otherwise); the plain decrement under TSan, which cannot see inline asm.
   bool release_one_needs_more() noexcept {
-#if defined(__x86_64__) && !defined(RAMALLOC_TSAN)
+#if RAMALLOC_X86_ASM
     bool le;
     asm("subl $1, %0" : "+m"(used_word), "=@ccle"(le));
     return le;
