@@ -275,7 +275,7 @@ bool checked_free(heap_state *current, void *ptr, bool sized, std::size_t size, 
   if (RAMALLOC_LIKELY((entry & os_region_tag) != 0)) {
     // A standard OS region: the page-map walk of heap_free (the fixed header layout),
     // not region_of's and span_of's general one.
-    r = reinterpret_cast<region *>(entry & ~os_region_tag);
+    r = os_region_at(a);
     const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
     const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
     pg = os_region_pages(r) + h;

@@ -403,16 +403,18 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   // slice_head is exact (span.cpp): a slice of an in-use span maps to its head, any other
   // slice to a span that is not in use or to slice 0, a header slice whose descriptor
   // is zero (state unused). So the state test is the whole check: no range test.
-  auto *r = reinterpret_cast<region *>(entry & ~os_region_tag);
+  region *r = os_region_at(a);
   const auto s = static_cast<std::uint32_t>((a >> slice_shift) & (slices_per_region - 1));
   const std::uint32_t h = os_slice_heads(r)[s].load(std::memory_order_relaxed);
   page *pg = os_region_pages(r) + h;
   if (RAMALLOC_UNLIKELY(!relaxed_equals(pg, &page::state, page_state::in_use)))
     return free_result::not_live;
-  // The offset from the span's start: a descriptor's `start` is its own slice's address
-  // (span.cpp sets nothing else), written before any block of the span was handed out.
+  // The offset from the span's start, which is its head slice's address (a descriptor's
+  // `start` holds the same, span.cpp): computed from the slice head, not loaded from the
+  // descriptor, so the offset the free stores (free_head) waits for one load, not two.
   return free_in_page(current, r, pg, ptr,
-                      static_cast<std::uint32_t>(a - reinterpret_cast<std::uintptr_t>(pg->start)));
+                      static_cast<std::uint32_t>((a & (region_size - 1)) -
+                                                 (std::uintptr_t{h} << slice_shift)));
 }
 
 /// "small", "medium" or "large": the kind of block `pg` holds (for reports).

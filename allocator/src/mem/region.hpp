@@ -93,6 +93,17 @@ inline constexpr std::size_t os_pages_offset =
     slice_head_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
 static_assert(os_pages_offset % alignof(page) == 0, "descriptors start on their alignment");
 
+static_assert(region_size == std::size_t{1} << region_shift, "an OS region is one granule");
+/// The header of the standard OS region that holds address `a`, for an `a` whose page-map
+/// entry carries os_region_tag: such a region is its granule, 1 GiB-aligned, with its
+/// header at the start (span.cpp, grow), so the header's address is `a` masked, not the
+/// entry's value. The fast paths' slice-head load then waits for no other load (the
+/// page-map entry is only tested): a malloc+free loop runs about 1.4 ns faster
+/// (docs/benchmarks.md, "The free's dependent loads").
+RAMALLOC_FAST_PATH region *os_region_at(std::uintptr_t a) noexcept {
+  return reinterpret_cast<region *>(a & ~(region_size - 1));
+}
+
 RAMALLOC_FAST_PATH std::atomic<std::uint16_t> *os_slice_heads(region *r) noexcept {
   return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) +
                                                         slice_head_offset);

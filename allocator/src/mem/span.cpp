@@ -88,6 +88,8 @@ bool grow(heap_state *h) noexcept {
   r->map_size = region_size;
   r->owner.store(h, std::memory_order_release);
   RAMALLOC_CHECK(page_map_register(r, base, region_size), "fresh region overlaps the page map");
+  RAMALLOC_CHECK(os_region_at(reinterpret_cast<std::uintptr_t>(base)) == r,
+                 "an OS region's header is its granule's first byte (the free fast path masks)");
   // The header's unused tail, just below the first page: an underflow of the region's
   // first block lands there (the reservation itself is inaccessible to tools already).
   if (annotations_enabled) {
