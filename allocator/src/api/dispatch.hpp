@@ -53,7 +53,7 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
   unsigned cls;
   if (RAMALLOC_LIKELY(size <= class_table_max))
-    cls = class_table[(size + 3) / 4]; // 0 takes the smallest class
+    cls = class_of_tabled(size);
   else if (size <= medium_max)
     cls = class_of_computed(size);
   else
@@ -70,7 +70,7 @@ RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept 
 RAMALLOC_FAST_PATH void *alloc_malloc(heap_state *h, std::size_t size) noexcept {
   std::size_t cls;
   if (RAMALLOC_LIKELY(size <= class_table_max)) // as alloc_native
-    cls = class_table_from_8[(size + 3) / 4];
+    cls = class_of_tabled_from_8(size);
   else if (size <= medium_max)
     cls = class_of_computed(size);
   else
