@@ -166,7 +166,13 @@ TEST(WorkerLoop, CrossThreadFreesKeepTheWorkersDebtBoundedAndRepaidInBudgetedSte
   EXPECT_GE(paid.reclaim_steps - at_stop.reclaim_steps, at_stop.stats.pending_debt / 4)
       << "what was left at the end of the stream took budget-sized steps";
   EXPECT_EQ(paid.flushes, 0u) << "paid by reclaim steps, not by a flush";
-  EXPECT_EQ(paid.stats.live_blocks, 0u);
+  // A page the worker settled while frees kept arriving goes back on its inbox "watched"
+  // (docs/design.md): not counted as debt for a millisecond, so pending_debt can read 0
+  // while its last frees are still uncollected. The loop's next steps take them.
+  EXPECT_TRUE(wait_until([&] { return info_of(registry, id).stats.live_blocks == 0; },
+                         5000ms + slack()))
+      << info_of(registry, id).stats.live_blocks << " blocks still live";
+  EXPECT_EQ(info_of(registry, id).flushes, 0u) << "taken by reclaim steps, not by a flush";
   pool.stop();
   pool.join();
 }

@@ -57,6 +57,10 @@ void avail_remove(heap_state *h, page *pg) noexcept {
 /// is acquire: page::starts_block). The caller publishes the span's state last.
 void store_shape(page *pg, std::uint8_t cls, std::uint32_t bs, std::uint32_t capacity,
                  std::uint64_t magic) noexcept {
+#if defined(RAMALLOC_DEBUG)
+  if (g_shape_begin_test_hook != nullptr)
+    g_shape_begin_test_hook(pg->start);
+#endif
   pg->bump.store(0, std::memory_order_relaxed);
   pg->bump_end.store(0, std::memory_order_relaxed);
   pg->checked_bump.store(0, std::memory_order_relaxed);
@@ -995,6 +999,7 @@ void remote_push(heap_state *owner, page *pg, std::byte *p, std::uint32_t off) n
 #if defined(RAMALLOC_DEBUG)
 void (*g_huge_release_test_hook)(void *p) noexcept = nullptr;
 void (*g_format_test_hook)(const std::byte *span_start) noexcept = nullptr;
+void (*g_shape_begin_test_hook)(const std::byte *span_start) noexcept = nullptr;
 #endif
 
 free_result heap_free_huge(region *r, void *p) noexcept {

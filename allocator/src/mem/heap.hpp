@@ -312,6 +312,10 @@ free_result huge_release(region *r, void *p) noexcept;
 extern void (*g_huge_release_test_hook)(void *p) noexcept;
 /// Tests only: called by format_page once the new shape (block size, magic) is stored.
 extern void (*g_format_test_hook)(const std::byte *span_start) noexcept;
+/// Tests only: called when a span is about to be formatted (a page or a large span),
+/// before any of its new shape is stored: the span is out of the bins, its descriptor
+/// still holds its previous life's shape.
+extern void (*g_shape_begin_test_hook)(const std::byte *span_start) noexcept;
 #endif
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;

@@ -172,8 +172,14 @@ page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, boo
     count_step();
     r->slice_head[i].store(static_cast<std::uint16_t>(head), std::memory_order_relaxed);
   }
+  // Not in use yet: the caller publishes `in_use` once the span's new shape is stored
+  // (store_shape, format_page, heap_alloc_large). Until then its descriptor still holds
+  // its previous life's shape (magic, bump limit), and a free racing from another thread
+  // (a stale or wild pointer) that saw `in_use` would check a block against it, find a
+  // purged span's zeros instead of the canary, and push the block onto the page that is
+  // being formatted (tests/unit/test_bad_input.cpp, ...PreviousLifesShape).
   page *pg = &r->pages[head];
-  pg->state.store(page_state::in_use, std::memory_order_relaxed);
+  pg->state.store(page_state::unused, std::memory_order_relaxed);
   if (clean)
     h->committed.add(std::size_t{n} * slice_size);
   if (zeroed != nullptr)
