@@ -369,6 +369,33 @@ const std::byte *g_formatted_span = nullptr;
 std::byte *g_racing_free = nullptr;
 bool g_raced = false;
 
+/// The format hooks' body: once, when the span at g_formatted_span is formatted, frees
+/// g_racing_free there (and unsets both hooks).
+void free_racing_the_format(const std::byte *start) noexcept {
+  if (start != g_formatted_span)
+    return;
+  ramalloc::detail::g_format_test_hook = nullptr;
+  ramalloc::detail::g_shape_begin_test_hook = nullptr;
+  g_raced = true;
+  ramalloc::discard(g_racing_free);
+}
+
+/// Fills a page of the current zone `zone` with 1000 48-byte blocks (its bump index
+/// passes 1000), frees them and flushes the zone: the span goes back to the bins, purged
+/// (its bytes read zero), its descriptor still holding the 48-byte shape. Returns the
+/// span's start, which a fresh page of another class takes next.
+const std::byte *emptied_48_byte_span(ramalloc::heap &zone) {
+  std::array<void *, 1000> blocks{}; // not a vector: under the override it would be the zone's
+  for (void *&p : blocks)
+    p = ramalloc::acquire(48);
+  const auto *span = reinterpret_cast<const std::byte *>(
+      reinterpret_cast<std::uintptr_t>(blocks[0]) & ~std::uintptr_t{64 * KiB - 1});
+  for (void *p : blocks)
+    ramalloc::discard(p);
+  zone.flush();
+  return span;
+}
+
 TEST_F(BadInput, AFreeRacingAPagesFormatIsRejectedNotCheckedAgainstItsPreviousBumpIndex) {
   // A free from another thread may read a page's descriptor while its owner formats it
   // for another class. One that sees the new block size and magic must also see the new
@@ -377,24 +404,11 @@ TEST_F(BadInput, AFreeRacingAPagesFormatIsRejectedNotCheckedAgainstItsPreviousBu
   // is stored, and frees such a block there.
   ramalloc::heap zone;
   ramalloc::heap_scope scope(zone);
-  std::vector<void *> blocks;
-  for (int i = 0; i < 1000; ++i) // 48-byte blocks: the page's bump index passes 1000
-    blocks.push_back(ramalloc::acquire(48));
-  const auto *span = reinterpret_cast<const std::byte *>(
-      reinterpret_cast<std::uintptr_t>(blocks[0]) & ~std::uintptr_t{64 * KiB - 1});
-  for (void *p : blocks)
-    ramalloc::discard(p);
-  zone.flush(); // the empty page goes back to the span bins, resident
+  const std::byte *span = emptied_48_byte_span(zone);
   g_formatted_span = span;
   g_racing_free = const_cast<std::byte *>(span) + 4 * KiB; // block 1 of a 4 KiB page
   g_raced = false;
-  ramalloc::detail::g_format_test_hook = [](const std::byte *start) noexcept {
-    if (start != g_formatted_span)
-      return;
-    ramalloc::detail::g_format_test_hook = nullptr;
-    g_raced = true;
-    ramalloc::discard(g_racing_free);
-  };
+  ramalloc::detail::g_format_test_hook = free_racing_the_format;
   void *fresh = ramalloc::acquire(4 * KiB); // a fresh page for the 4 KiB class
   ramalloc::detail::g_format_test_hook = nullptr;
   ASSERT_TRUE(g_raced) << "set-up: the 4 KiB page did not reuse the 48-byte page's span";
@@ -415,29 +429,15 @@ TEST_F(BadInput, AFreeRacingASpansReuseIsRejectedNotCheckedAgainstItsPreviousLif
   // limit whose bytes read zero (no canary) passed for a live block and was linked into
   // the page being formatted, with the old class's counters (live count off, the page on
   // the 48-byte class's list). A debug hook runs when the format begins.
-  std::vector<void *> blocks;
-  blocks.reserve(1000); // no harness allocation while the zone is current (the override)
   std::array<void *, 16> pages_blocks{};
   ramalloc::heap zone;
   ramalloc::heap_scope scope(zone);
-  for (int i = 0; i < 1000; ++i) // 48-byte blocks: the page's bump index passes 1000
-    blocks.push_back(ramalloc::acquire(48));
-  const auto *span = reinterpret_cast<const std::byte *>(
-      reinterpret_cast<std::uintptr_t>(blocks[0]) & ~std::uintptr_t{64 * KiB - 1});
-  for (void *p : blocks)
-    ramalloc::discard(p);
-  zone.flush(); // the empty page goes back to the span bins, purged: its bytes read zero
+  const std::byte *span = emptied_48_byte_span(zone);
   const std::uint64_t live_before = zone.get_stats().live_blocks;
   g_formatted_span = span;
   g_racing_free = const_cast<std::byte *>(span) + 10 * 48; // block 10 of the 48-byte shape
   g_raced = false;
-  ramalloc::detail::g_shape_begin_test_hook = [](const std::byte *start) noexcept {
-    if (start != g_formatted_span)
-      return;
-    ramalloc::detail::g_shape_begin_test_hook = nullptr;
-    g_raced = true;
-    ramalloc::discard(g_racing_free);
-  };
+  ramalloc::detail::g_shape_begin_test_hook = free_racing_the_format;
   pages_blocks[0] = ramalloc::acquire(4 * KiB); // a fresh page for the 4 KiB class
   ramalloc::detail::g_shape_begin_test_hook = nullptr;
   ASSERT_TRUE(g_raced) << "set-up: the 4 KiB page did not reuse the 48-byte page's span";
