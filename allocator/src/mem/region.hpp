@@ -99,7 +99,7 @@ static_assert(region_size == std::size_t{1} << region_shift, "an OS region is on
 /// header at the start (span.cpp, grow), so the header's address is `a` masked, not the
 /// entry's value. The fast paths' slice-head load then waits for no other load (the
 /// page-map entry is only tested): a malloc+free loop runs about 1.4 ns faster
-/// (docs/benchmarks.md, "The free's dependent loads").
+/// (docs/benchmarks.md, "The pair's time is the free's dependent loads").
 RAMALLOC_FAST_PATH region *os_region_at(std::uintptr_t a) noexcept {
   return reinterpret_cast<region *>(a & ~(region_size - 1));
 }

@@ -7,8 +7,8 @@ namespace ramalloc::detail {
 
 /// A span of `n` slices whose start is aligned to `align_slices` slices, its slices mapped
 /// to its head, state `unused` until the caller has stored its shape and publishes
-/// `in_use` (with release); nullptr when the heap cannot grow. Dirty (resident) spans are preferred, unless
-/// `clean_only` (the reserve pre-faults memory that is not resident yet). `zeroed` (when
+/// `in_use` (with release); nullptr when the heap cannot grow. Dirty (resident) spans are
+/// preferred, unless `clean_only` (the reserve pre-faults memory that is not resident yet). `zeroed` (when
 /// given) tells whether the span's bytes are known to be zero: a clean span of an OS
 /// region was never touched since it was mapped or purged (MADV_DONTNEED); a static
 /// buffer's spans never are.
