@@ -51,7 +51,7 @@ RAMALLOC_SLOW_PATH inline void *alloc_big(heap_state *h, std::size_t size, std::
 /// Sizes up to class_table_max are tested first: their class is one table load, and the
 /// common case makes one comparison.
 RAMALLOC_FAST_PATH void *alloc_native(heap_state *h, std::size_t size) noexcept {
-  unsigned cls;
+  std::size_t cls; // size_t, as in alloc_malloc: the index needs no zero-extending copy
   if (RAMALLOC_LIKELY(size <= class_table_max))
     cls = class_of_tabled(size);
   else if (size <= medium_max)

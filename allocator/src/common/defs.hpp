@@ -85,6 +85,24 @@ RAMALLOC_FAST_PATH bool relaxed_at_or_past(std::uint32_t v, const S *object,
 #endif
 }
 
+/// `(word->load(acquire) & Bits) != 0` for `Bits` in the word's low byte, as one `test`
+/// with a memory operand on x86-64 (the free fast path's page-map test: the entry is
+/// only tested, so a load into a register would be an instruction for nothing). The
+/// "memory" clobber is the acquire half at the compiler's level (no later access is
+/// hoisted above it; x86-64 keeps loads in order); a plain acquire load under
+/// ThreadSanitizer and off x86-64.
+template <std::uint8_t Bits>
+RAMALLOC_FAST_PATH bool acquire_tests_bits(const std::atomic<std::uintptr_t> *word) noexcept {
+#if RAMALLOC_X86_ASM
+  static_assert(sizeof(std::atomic<std::uintptr_t>) == sizeof(std::uintptr_t));
+  bool nz;
+  asm volatile("testb %2, %1" : "=@ccnz"(nz) : "m"(*word), "i"(Bits) : "memory");
+  return nz;
+#else
+  return (word->load(std::memory_order_acquire) & Bits) != 0;
+#endif
+}
+
 /// A spin-wait hint for the few bounded retries that wait on another thread mid-change
 /// (the error handler's sequence lock, an orphan between its two places).
 inline void spin_pause() noexcept {

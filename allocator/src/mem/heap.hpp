@@ -398,10 +398,9 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   const std::uintptr_t g = a >> region_shift;
   if (RAMALLOC_UNLIKELY(g >= granule_count))
     return free_result::not_ours;
-  const std::uintptr_t entry = page_map[g].load(std::memory_order_acquire);
   // Static-buffer and huge regions (and no region) are left to the caller's out-of-line
   // path (free_unusual), so no call is made here and the fast path saves no register.
-  if (RAMALLOC_UNLIKELY((entry & os_region_tag) == 0))
+  if (RAMALLOC_UNLIKELY(!acquire_tests_bits<os_region_tag>(&page_map[g])))
     return free_result::other;
   // A standard OS region: its header is at the granule's start, in the fixed layout.
   // slice_head is exact (span.cpp): a slice of an in-use span maps to its head, any other
