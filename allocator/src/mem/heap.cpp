@@ -70,6 +70,15 @@ void store_shape(page *pg, std::uint8_t cls, std::uint32_t bs, std::uint32_t cap
   pg->block_size.store(bs, std::memory_order_release);
   pg->capacity.store(capacity, std::memory_order_relaxed);
   pg->div_magic.store(magic, std::memory_order_release);
+  // The slice classes the local free indexes its counter with: every slice of a page (a
+  // block may start in any), the head alone of a large span (its one block starts
+  // there). At most a medium page's slices (32).
+  if (region *r = pg->home; r->kind == region_kind::os) {
+    const auto first = static_cast<std::uint32_t>(pg - os_region_pages(r));
+    const std::uint32_t n = cls == large_class ? 1 : pg->slices.load(std::memory_order_relaxed);
+    for (std::uint32_t i = first; i < first + n; ++i)
+      os_slice_classes(r)[i].store(cls, std::memory_order_relaxed);
+  }
 #if defined(RAMALLOC_DEBUG)
   if (g_format_test_hook != nullptr)
     g_format_test_hook(pg->start);
@@ -733,7 +742,7 @@ void confirm_parked(heap_state *h, std::byte *p) noexcept {
         !rcache_holds(pg, p)) {
       annotate_freed(p, bs);
       annotate_touch_begin(p, 8, bs);
-      free_local(h, pg, p, off);
+      free_local(h, pg, p, off, pg->size_class);
       return;
     }
   }
@@ -776,7 +785,7 @@ free_result free_marked(heap_state *current, void *ptr) noexcept {
     const std::uint32_t bs = pg->block_size.load(std::memory_order_relaxed);
     annotate_freed(p, bs);
     annotate_touch_begin(p, 8, bs);
-    free_local(owner, pg, p, off);
+    free_local(owner, pg, p, off, pg->size_class);
     return free_result::freed;
   }
   if (remote_word::head(pg->remote.load(std::memory_order_acquire)) == off)
@@ -1050,7 +1059,7 @@ free_result heap_free_other(heap_state *current, void *ptr) noexcept {
     return free_result::not_live;
   const auto off =
       static_cast<std::uint32_t>(static_cast<std::byte *>(ptr) - r->slice_address(r->index_of(pg)));
-  return free_in_page(current, r, pg, ptr, off);
+  return free_in_page(current, r, pg, ptr, off, [pg] { return std::size_t{pg->size_class}; });
 }
 
 // --- debt ------------------------------------------------------------------------------

@@ -320,16 +320,18 @@ extern void (*g_shape_begin_test_hook)(const std::byte *span_start) noexcept;
 /// Frees from a region that is not a standard OS region (static buffer, huge, none).
 RAMALLOC_SLOW_PATH free_result heap_free_other(heap_state *current, void *p) noexcept;
 
-/// Gives live block `p` (byte `off` of `pg`) back to its page; the caller owns the page
-/// and has told the tools (annotate_freed, then annotate_touch_begin of its first 8 bytes).
-RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
-                                   std::uint32_t off) noexcept {
+/// Gives live block `p` (byte `off` of `pg`, whose size class is `cls`) back to its page;
+/// the caller owns the page and has told the tools (annotate_freed, then
+/// annotate_touch_begin of its first 8 bytes).
+RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p, std::uint32_t off,
+                                   std::size_t cls) noexcept {
+  RAMALLOC_ASSERT(cls == pg->size_class);
   // LIFO onto the list the fast path pops: the block just freed is the next handed out,
   // while it is still in cache, and a malloc/free loop never leaves the fast paths.
   __builtin_memcpy(p, &pg->free_head, sizeof(std::uint32_t));
   annotate_touch_end(p, 8, annotate_block_size(pg));
   pg->free_head = off;
-  owner->class_live[pg->size_class].sub(1);
+  owner->class_live[cls].sub(1);
   // One decrement tells the two exceptions from the common case (page::used_word): the
   // page emptied (an idle current page emptying again does not count), or it was full.
   if (RAMALLOC_UNLIKELY(pg->release_one_needs_more())) {
@@ -341,9 +343,11 @@ RAMALLOC_FAST_PATH void free_local(heap_state *owner, page *pg, std::byte *p,
 }
 
 /// Frees block `ptr` at byte `off` of in-use page `pg` of region `r`, validating that it
-/// is a block start and not already free. O(1).
+/// is a block start and not already free. `class_of()` gives the page's size class; it is
+/// called only once the free is known to be local (the owner's own read). O(1).
+template <class ClassOf>
 RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page *pg, void *ptr,
-                                            std::uint32_t off) noexcept {
+                                            std::uint32_t off, ClassOf class_of) noexcept {
   auto *p = static_cast<std::byte *>(ptr);
   // Only atomics are read before the block is known to be live (relaxed, but the magic:
   // acquire, so a free that sees a new format's shape sees its bump index of 0): a wild
@@ -382,7 +386,7 @@ RAMALLOC_FAST_PATH free_result free_in_page(heap_state *current, region *r, page
     heap_free_remote(current, r, pg, p, off);
     return free_result::freed;
   }
-  free_local(current, pg, p, off);
+  free_local(current, pg, p, off, class_of());
   return free_result::freed;
 }
 
@@ -417,7 +421,8 @@ RAMALLOC_FAST_PATH free_result heap_free(heap_state *current, void *ptr) noexcep
   // descriptor, so the offset the free stores (free_head) waits for one load, not two.
   return free_in_page(current, r, pg, ptr,
                       static_cast<std::uint32_t>((a & (region_size - 1)) -
-                                                 (std::uintptr_t{h} << slice_shift)));
+                                                 (std::uintptr_t{h} << slice_shift)),
+                      [r, s] { return os_slice_classes(r)[s].load(std::memory_order_relaxed); });
 }
 
 /// "small", "medium" or "large": the kind of block `pg` holds (for reports).

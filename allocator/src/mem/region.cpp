@@ -67,6 +67,7 @@ region *region_init(void *at, std::byte *base, std::uint32_t slices, region_kind
   // costs a few pages of resident metadata until used.
   r->slice_head = reinterpret_cast<std::atomic<std::uint16_t> *>(bytes);
   bytes += align_up(slices * sizeof(std::uint16_t), 64);
+  bytes += align_up(slices * sizeof(std::uint8_t), 64); // os_slice_classes
   r->pages = reinterpret_cast<page *>(bytes);
   if (kind == region_kind::os) {
     RAMALLOC_CHECK(slices == slices_per_region && base == at, "OS region layout");

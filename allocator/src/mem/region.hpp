@@ -62,10 +62,11 @@ struct region {
   }
 };
 
-/// Header bytes for a region of `slices` slices (struct + slice_head + descriptors).
+/// Header bytes for a region of `slices` slices (struct + slice_head + slice classes +
+/// descriptors).
 constexpr std::size_t region_header_bytes(std::size_t slices) {
   return align_up(sizeof(region), 64) + align_up(slices * sizeof(std::uint16_t), 64) +
-         slices * sizeof(page);
+         align_up(slices * sizeof(std::uint8_t), 64) + slices * sizeof(page);
 }
 
 /// Lays out a region header at `at` covering `slices` slices starting at `base`.
@@ -89,8 +90,10 @@ extern std::atomic<std::uintptr_t> page_map[granule_count];
 inline constexpr std::uintptr_t os_region_tag = 1;
 
 inline constexpr std::size_t slice_head_offset = align_up(sizeof(region), 64);
-inline constexpr std::size_t os_pages_offset =
+inline constexpr std::size_t slice_class_offset =
     slice_head_offset + align_up(slices_per_region * sizeof(std::uint16_t), 64);
+inline constexpr std::size_t os_pages_offset =
+    slice_class_offset + align_up(slices_per_region * sizeof(std::uint8_t), 64);
 static_assert(os_pages_offset % alignof(page) == 0, "descriptors start on their alignment");
 
 static_assert(region_size == std::size_t{1} << region_shift, "an OS region is one granule");
@@ -107,6 +110,18 @@ RAMALLOC_FAST_PATH region *os_region_at(std::uintptr_t a) noexcept {
 RAMALLOC_FAST_PATH std::atomic<std::uint16_t> *os_slice_heads(region *r) noexcept {
   return reinterpret_cast<std::atomic<std::uint16_t> *>(reinterpret_cast<std::byte *>(r) +
                                                         slice_head_offset);
+}
+/// An OS region's slice classes: the size class (or large_class) of the span each slice
+/// belongs to, for every slice of an in-use page and the head slice of a large span
+/// (store_shape writes them with the shape; any other entry is stale and never used).
+/// The local free's class-live counter is indexed from here, a load that needs only the
+/// pointer, where the descriptor's `size_class` waits for the slice head: a malloc+free
+/// loop's chain loses one dependent load (docs/benchmarks.md, "The pair's time is the
+/// free's dependent loads"). Owner-written; atomic only because the fast path reads the
+/// entry before it knows the free is local.
+RAMALLOC_FAST_PATH std::atomic<std::uint8_t> *os_slice_classes(region *r) noexcept {
+  return reinterpret_cast<std::atomic<std::uint8_t> *>(reinterpret_cast<std::byte *>(r) +
+                                                       slice_class_offset);
 }
 RAMALLOC_FAST_PATH page *os_region_pages(region *r) noexcept {
   return reinterpret_cast<page *>(reinterpret_cast<std::byte *>(r) + os_pages_offset);
