@@ -169,8 +169,8 @@ TEST(WorkerLoop, CrossThreadFreesKeepTheWorkersDebtBoundedAndRepaidInBudgetedSte
   // A page the worker settled while frees kept arriving goes back on its inbox "watched"
   // (docs/design.md): not counted as debt for a millisecond, so pending_debt can read 0
   // while its last frees are still uncollected. The loop's next steps take them.
-  EXPECT_TRUE(wait_until([&] { return info_of(registry, id).stats.live_blocks == 0; },
-                         5000ms + slack()))
+  EXPECT_TRUE(
+      wait_until([&] { return info_of(registry, id).stats.live_blocks == 0; }, 5000ms + slack()))
       << info_of(registry, id).stats.live_blocks << " blocks still live";
   EXPECT_EQ(info_of(registry, id).flushes, 0u) << "taken by reclaim steps, not by a flush";
   pool.stop();

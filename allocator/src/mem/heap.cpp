@@ -73,6 +73,7 @@ void store_shape(page *pg, std::uint8_t cls, std::uint32_t bs, std::uint32_t cap
   // The slice classes the local free indexes its counter with: every slice of a page (a
   // block may start in any), the head alone of a large span (its one block starts
   // there). At most a medium page's slices (32).
+  static_assert(class_page_slices(class_count - 1) == 32);
   if (region *r = pg->home; r->kind == region_kind::os) {
     const auto first = static_cast<std::uint32_t>(pg - os_region_pages(r));
     const std::uint32_t n = cls == large_class ? 1 : pg->slices.load(std::memory_order_relaxed);

@@ -8,10 +8,10 @@ namespace ramalloc::detail {
 /// A span of `n` slices whose start is aligned to `align_slices` slices, its slices mapped
 /// to its head, state `unused` until the caller has stored its shape and publishes
 /// `in_use` (with release); nullptr when the heap cannot grow. Dirty (resident) spans are
-/// preferred, unless `clean_only` (the reserve pre-faults memory that is not resident yet). `zeroed` (when
-/// given) tells whether the span's bytes are known to be zero: a clean span of an OS
-/// region was never touched since it was mapped or purged (MADV_DONTNEED); a static
-/// buffer's spans never are.
+/// preferred, unless `clean_only` (the reserve pre-faults memory that is not resident
+/// yet). `zeroed` (when given) tells whether the span's bytes are known to be zero: a
+/// clean span of an OS region was never touched since it was mapped or purged
+/// (MADV_DONTNEED); a static buffer's spans never are.
 page *span_alloc(heap_state *h, std::uint32_t n, std::uint32_t align_slices, bool *zeroed = nullptr,
                  bool clean_only = false) noexcept;
 /// Returns an in-use span (or cached page) to the free bins, coalescing with neighbours.
